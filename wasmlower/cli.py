@@ -1,0 +1,206 @@
+"""The `wasmlower` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import CompileError, Trap, WasmlowerError
+
+
+def _opt_level(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_mutually_exclusive_group()
+    for n in (0, 1, 2):
+        g.add_argument(f"-O{n}", dest="opt_level", action="store_const", const=n,
+                       help=f"optimization level {n}" + (" (default)" if n == 1 else ""))
+    parser.set_defaults(opt_level=1)
+    parser.add_argument("--target", default="x86_64", choices=["x86_64", "aarch64"],
+                        help="instruction set to compile for (default: x86_64)")
+
+
+def _read_module_bytes(path: str) -> bytes:
+    data = Path(path).read_bytes()
+    if path.endswith(".wat") or (data[:4] != b"\0asm" and data[:4] != b"\x7fELF"):
+        try:
+            import wasmtime
+        except ImportError:
+            raise SystemExit(f"{path}: wat text needs the optional 'wasmtime' package "
+                             "(pip install 'wasmlower[wat]')") from None
+        try:
+            return wasmtime.wat2wasm(data.decode())
+        except wasmtime.WasmtimeError as e:
+            raise SystemExit(f"{path}: not valid wat: {e}") from None
+    return data
+
+
+def _parse_arg(text: str, ty: str):
+    if ty in ("f32", "f64"):
+        return float(text)
+    return int(text, 0)
+
+
+def _format(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .engine import Engine, Instance, Module
+    engine = Engine(target=args.target, opt_level=args.opt_level)
+    module = Module(engine, _read_module_bytes(args.file))
+    instance = Instance(module)
+    func = instance.exports.get(args.invoke)
+    if func is None or not callable(func):
+        names = ", ".join(n for n, e in instance.exports.items() if callable(e)) or "none"
+        print(f"error: {args.file} exports no function {args.invoke!r} (functions: {names})",
+              file=sys.stderr)
+        return 2
+    params = [p.value for p in func.type.params]
+    if len(params) != len(args.args):
+        print(f"error: {args.invoke} takes {len(params)} argument(s) ({', '.join(params)}), "
+              f"got {len(args.args)}", file=sys.stderr)
+        return 2
+    try:
+        values = [_parse_arg(a, t) for a, t in zip(args.args, params)]
+    except ValueError as e:
+        print(f"error: bad argument: {e}", file=sys.stderr)
+        return 2
+    try:
+        result = func(*values)
+    except Trap as trap:
+        print(f"trap: {trap}", file=sys.stderr)
+        return 1
+    if result is None:
+        return 0
+    for r in result if isinstance(result, tuple) else (result,):
+        print(_format(r))
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .engine import Engine
+    engine = Engine(target=args.target, opt_level=args.opt_level)
+    data = engine.precompile_module(_read_module_bytes(args.file))
+    out = Path(args.output or Path(args.file).with_suffix(".o").name)
+    out.write_bytes(data)
+    if args.verbose:
+        print(f"wrote {out} ({len(data)} bytes)", file=sys.stderr)
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    from .spec.engine import run_spec
+    return run_spec(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+    return bench_main(args)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+    print(explain(_read_module_bytes(args.file), args.func, target=args.target,
+                  opt_level=args.opt_level))
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from .lower.check import main as rules_main
+    return rules_main(args.items)
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from .fuzz import main as fuzz_main
+    return fuzz_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wasmlower",
+        description="An ahead-of-time WebAssembly compiler: compile .wasm to native code "
+                    "(ELF objects) and run it.")
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"wasmlower {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="compile a module and call one of its exports",
+                       description="Compile FILE (.wasm, .wat or a compiled artifact) and call "
+                                   "an export; prints each result on its own line.")
+    r.add_argument("file", metavar="FILE")
+    r.add_argument("--invoke", required=True, metavar="NAME", help="the export to call")
+    r.add_argument("args", nargs="*", metavar="ARG", help="arguments (ints or floats)")
+    _opt_level(r)
+    r.set_defaults(fn=cmd_run)
+
+    c = sub.add_parser("compile", help="compile a module to an ELF object (artifact)")
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("-o", "--output", metavar="OUT.o", help="output file (default: FILE.o)")
+    c.add_argument("-v", "--verbose", action="store_true")
+    _opt_level(c)
+    c.set_defaults(fn=cmd_compile)
+
+    s = sub.add_parser("spec", help="run WebAssembly spec tests (.wast)")
+    s.add_argument("paths", nargs="*", metavar="PATH",
+                   help=".wast files or directories (default: the MVP and 2.0-scalar files "
+                        "of the spec suite)")
+    s.add_argument("--json", metavar="OUT", help="write the counts as JSON")
+    s.add_argument("--all-tiers", action="store_true",
+                   help="also run modules of tiers outside MVP and 2.0-scalar")
+    s.add_argument("--failures", action="store_true", help="list every failure")
+    s.add_argument("-q", "--quiet", action="store_true", help="no per-file progress")
+    _opt_level(s)
+    s.set_defaults(fn=cmd_spec)
+
+    b = sub.add_parser("bench", help="benchmark against Wasmtime (not a test)")
+    b.add_argument("dir", nargs="?", metavar="DIR", help="bench directory (bench.json)")
+    b.add_argument("--quick", action="store_true", help="use the small quick_args")
+    b.add_argument("--compile-only", action="store_true", help="only the compile-speed part")
+    b.add_argument("--repeat", type=int, default=3, help="runs per program (best is kept)")
+    _opt_level(b)
+    b.set_defaults(fn=cmd_bench)
+
+    e = sub.add_parser("explain", help="show one function through every stage, rule by rule")
+    e.add_argument("file", metavar="FILE")
+    e.add_argument("--func", type=int, required=True, metavar="N",
+                   help="function index (in the function index space)")
+    _opt_level(e)
+    e.set_defaults(fn=cmd_explain)
+
+    ru = sub.add_parser("rules", help="rule-file tools")
+    rsub = ru.add_subparsers(dest="rules_command", required=True)
+    rc = rsub.add_parser("check", help="type, overlap and coverage checks of rule files")
+    rc.add_argument("items", nargs="*", metavar="ISA|FILE", help="ISAs or rule files "
+                    "(default: every ISA)")
+    rc.set_defaults(fn=cmd_rules)
+
+    f = sub.add_parser("fuzz", help="differential fuzzing against Wasmtime (wasm-opt -ttf)")
+    f.add_argument("--count", type=int, default=100, help="number of modules")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--keep", metavar="DIR", help="keep mismatching modules here")
+    _opt_level(f)
+    f.set_defaults(fn=cmd_fuzz)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except CompileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except WasmlowerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as e:
+        print(f"error: {e.filename}: no such file", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

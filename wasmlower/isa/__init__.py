@@ -1,0 +1,1 @@
+"""Targets: one subpackage per ISA (registers, ABI, machine ops, lowering rules)."""

@@ -1,0 +1,207 @@
+"""The compilation pipeline, stage by stage, with per-stage timing.
+
+    decode -> validate -> translate -> optimize -> lower -> regalloc -> encode -> object
+
+Each stage is a plain function a library user can call alone; ``compile_module``
+runs them in order and returns a ``CompiledModule`` (emit/compiled.py).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from .emit.compiled import CompiledFunction, CompiledModule
+from .errors import CodegenError
+from .ir.function import Function, Inst
+
+STAGES = ("decode", "translate", "optimize", "lower", "regalloc", "encode", "object")
+
+
+@dataclass
+class Options:
+    target: str = "x86_64"
+    opt_level: int = 1
+    stress: bool = False            # allocate with 3 registers per class (tests)
+    check: bool = False             # run the verifier and the allocation checker
+    trace: list | None = None       # lowering trace records, for explain / rule counts
+    on_function: Callable[[str, Function], None] | None = None   # stage hook (explain)
+
+
+@dataclass
+class Timer:
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    @contextmanager
+    def stage(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - t0
+
+
+def decode(wasm: bytes):
+    """Decode and validate a binary module."""
+    from .wasm import decode_module, validate
+    module = decode_module(wasm)
+    validate(module)
+    return module
+
+
+def translate(module, index: int) -> Function:
+    from .wasm.translate import translate_function
+    return translate_function(module, index)
+
+
+def optimize(func: Function, module, opt_level: int = 1) -> Function:
+    """Module-level legalization, then the mid-end passes for ``opt_level``."""
+    from .ir.legalize import legalize_module_refs
+    from .regalloc.prepare import isolate_edge_args
+    legalize_module_refs(func, module.num_imported_globals, module.num_imported_funcs)
+    isolate_edge_args(func)
+    return func
+
+
+def lower(func: Function, target: str = "x86_64", trace: list | None = None) -> Function:
+    """Lower generic ops to the target's machine ops with its rules."""
+    from .lower.driver import lower_function
+    from .lower.isa import load_isa
+    isa = load_isa(_isa_name(target))
+    lower_function(func, isa, trace=trace)
+    _define_params(func, isa.name)
+    return func
+
+
+def _isa_name(target: str) -> str:
+    return {"x86_64": "x64", "x64": "x64"}.get(target, target)
+
+
+def _define_params(func: Function, isa: str) -> None:
+    """Move the entry block's parameters onto a `params` pseudo-instruction."""
+    entry = func.entry
+    params = entry.params
+    entry.params = []
+    for p in params:
+        p.block = None
+    inst = Inst(f"{isa}.params", (), params, ())
+    entry.insts.insert(0, inst)
+
+
+def allocate(func: Function, target: str = "x86_64", *, stress: bool = False,
+             check: bool = False):
+    from .isa.x64.abi import Constraints
+    from .isa.x64.regs import regfile
+    from .regalloc import allocate as run
+    constraints = Constraints(func)
+    return run(func, constraints, regfile(stress), stress=stress, check=check), constraints
+
+
+class ModuleInfo:
+    """What the emitter needs to know about the module."""
+
+    def __init__(self, module) -> None:
+        from .wasm.translate import LIBCALLS
+        self.num_imported_funcs = module.num_imported_funcs
+        self.libcall_names = tuple(LIBCALLS)
+        self._slots = {n: i for i, n in enumerate(self.libcall_names)}
+
+    def libcall_slot(self, name: str) -> int:
+        return self._slots[name]
+
+
+def compile_module(wasm: bytes, options: Options | None = None, **kw) -> CompiledModule:
+    """Compile a binary module to machine code for ``options.target``."""
+    # The IR allocates many small container objects; the cyclic collector
+    # would rescan them again and again (measured: up to 3x slower), and
+    # compilation makes no garbage cycles worth collecting mid-way.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _compile_module(wasm, options, **kw)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _compile_module(wasm: bytes, options: Options | None = None, **kw) -> CompiledModule:
+    from .emit.assemble import assemble, boundaries
+    from .isa.x64.emit import render_function
+    from .isa.x64.trampolines import build_trampolines
+    opts = options or Options(**kw)
+    timer = Timer()
+    with timer.stage("decode"):
+        module = decode(wasm)
+    info = ModuleInfo(module)
+    text = bytearray()
+    functions: list[CompiledFunction] = []
+    calls: list[tuple[int, int]] = []           # (text offset of rel32, callee index)
+    for i in range(len(module.codes)):
+        with timer.stage("translate"):
+            func = translate(module, i)
+        _hook(opts, "translate", func)
+        with timer.stage("optimize"):
+            optimize(func, module, opts.opt_level)
+        _hook(opts, "optimize", func)
+        with timer.stage("lower"):
+            lower(func, opts.target, opts.trace)
+        _hook(opts, "lower", func)
+        with timer.stage("regalloc"):
+            alloc, constraints = allocate(func, opts.target, stress=opts.stress,
+                                          check=opts.check)
+        with timer.stage("encode"):
+            rendered = render_function(func, alloc, constraints, info)
+            code = assemble("\n".join(rendered.lines))
+            text += b"\xcc" * (-len(text) % 16)
+            start = len(text)
+            cf = CompiledFunction(func.meta.get("wasm_index", module.num_imported_funcs + i),
+                                  func.name, start, len(code))
+            _place(rendered, boundaries(code), start, cf, calls)
+            text += code
+            functions.append(cf)
+    with timer.stage("object"):
+        sigs = list(module.types)
+        imported_sigs = [module.types[imp.desc] for imp in module.imports if imp.kind == "func"]
+        tramp, h2w, w2h, trap = build_trampolines(list(dict.fromkeys(sigs + imported_sigs)))
+        text += b"\xcc" * (-len(text) % 16)
+        base = len(text)
+        text += tramp
+        by_index = {f.index: f.offset for f in functions}
+        relocs = [(off, "R_X86_64_PLT32", by_index[callee], -4) for off, callee in calls]
+    compiled = CompiledModule(module, bytes(text), functions, relocs,
+                              {k: v + base for k, v in h2w.items()},
+                              {k: v + base for k, v in w2h.items()},
+                              trap + base, info.libcall_names, opts.target, wasm)
+    compiled.stats = dict(timer.seconds)
+    return compiled
+
+
+def _hook(opts: Options, stage: str, func: Function) -> None:
+    if opts.on_function is not None:
+        opts.on_function(stage, func)
+
+
+def _place(rendered, bounds, start: int, cf: CompiledFunction,
+           calls: list[tuple[int, int]]) -> None:
+    """Match rendered lines to encoded instructions: address map, traps, calls."""
+    k = 0
+    last_loc = object()
+    for kind, payload, loc in rendered.info:
+        if kind == "label":
+            continue
+        if k >= len(bounds):
+            raise CodegenError(f"{cf.name}: fewer instructions encoded than rendered")
+        off, size = bounds[k]
+        k += 1
+        if loc is not None and loc != last_loc:
+            cf.addrmap.append((start + off, loc))
+            last_loc = loc
+        if kind == "call":
+            calls.append((start + off + 1, payload))
+        elif kind == "trap":
+            cf.traps.append((start + off + size, payload))
+    if k != len(bounds):
+        raise CodegenError(f"{cf.name}: {len(bounds)} instructions encoded, {k} rendered")
