@@ -448,9 +448,8 @@ def native_time(cc: list[str], source: Path, export: str, params: Sequence[str],
     main_c.write_text(wrapper)
     exe = workdir / f"{source.stem}.native"
     # Two translation units and no LTO, so the call cannot be hoisted out of the timing.
-    # -fno-math-errno: sqrt need not set errno, as in the wasm build (clang's wasm32
-    # target does not use errno for math); it changes no result.  No -march=native: with
-    # FMA contraction nbody's float result differs.
+    # -fno-math-errno: no errno path around sqrt, as in the wasm build (a bare f32.sqrt);
+    # it changes no result.  No -march=native: with FMA contraction nbody's result differs.
     cmd = [*cc, *NATIVE_FLAGS, "-w", "-o", str(exe), str(source), str(main_c), "-lm"]
     try:
         subprocess.run(cmd, capture_output=True, check=True, text=True, timeout=300)
@@ -768,26 +767,27 @@ def main(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m wasmlower.bench",
-                                description="Benchmark wasmlower against Wasmtime (and native "
-                                            "C) on ../shared/bench; not a test.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `wasmlower bench` (shared with `python -m wasmlower.bench`)."""
+    from .cli import add_codegen_options
     p.add_argument("dir", nargs="?", metavar="DIR",
                    help="bench directory with bench.json (default: $WASMLOWER_BENCH_DIR or "
                         "<repo>/../shared/bench)")
     p.add_argument("--quick", action="store_true", help="use the small quick_args")
     p.add_argument("--compile-only", action="store_true", help="only the compile-speed part")
     p.add_argument("--repeat", type=int, default=3, help="runs per program (best is kept)")
-    g = p.add_mutually_exclusive_group()
-    for n in (0, 1, 2):
-        g.add_argument(f"-O{n}", dest="opt_level", action="store_const", const=n,
-                       help=f"optimization level {n}" + (" (default)" if n == 1 else ""))
-    p.set_defaults(opt_level=1)
-    p.add_argument("--target", default="x86_64", choices=["x86_64", "aarch64"])
+    add_codegen_options(p)
     p.add_argument("--json", metavar="OUT", help="also write every number as JSON")
     p.add_argument("--no-native", action="store_true", help="skip the native C baseline")
     p.add_argument("--only", action="append", metavar="NAME",
                    help="only this program or compile module (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m wasmlower.bench",
+                                description="Benchmark wasmlower against Wasmtime (and native "
+                                            "C) on ../shared/bench; not a test.")
+    add_arguments(p)
     return p
 
 

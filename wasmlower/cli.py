@@ -9,7 +9,8 @@ from pathlib import Path
 from .errors import CompileError, Trap, WasmlowerError
 
 
-def _opt_level(parser: argparse.ArgumentParser) -> None:
+def add_codegen_options(parser: argparse.ArgumentParser) -> None:
+    """-O0/-O1/-O2 and --target, for every command that compiles."""
     g = parser.add_mutually_exclusive_group()
     for n in (0, 1, 2):
         g.add_argument(f"-O{n}", dest="opt_level", action="store_const", const=n,
@@ -130,14 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("file", metavar="FILE")
     r.add_argument("--invoke", required=True, metavar="NAME", help="the export to call")
     r.add_argument("args", nargs="*", metavar="ARG", help="arguments (ints or floats)")
-    _opt_level(r)
+    add_codegen_options(r)
     r.set_defaults(fn=cmd_run)
 
     c = sub.add_parser("compile", help="compile a module to an ELF object (artifact)")
     c.add_argument("file", metavar="FILE")
     c.add_argument("-o", "--output", metavar="OUT.o", help="output file (default: FILE.o)")
     c.add_argument("-v", "--verbose", action="store_true")
-    _opt_level(c)
+    add_codegen_options(c)
     c.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("spec", help="run WebAssembly spec tests (.wast)")
@@ -149,22 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run modules of tiers outside MVP and 2.0-scalar")
     s.add_argument("--failures", action="store_true", help="list every failure")
     s.add_argument("-q", "--quiet", action="store_true", help="no per-file progress")
-    _opt_level(s)
+    add_codegen_options(s)
     s.set_defaults(fn=cmd_spec)
 
     b = sub.add_parser("bench", help="benchmark against Wasmtime (not a test)")
-    b.add_argument("dir", nargs="?", metavar="DIR", help="bench directory (bench.json)")
-    b.add_argument("--quick", action="store_true", help="use the small quick_args")
-    b.add_argument("--compile-only", action="store_true", help="only the compile-speed part")
-    b.add_argument("--repeat", type=int, default=3, help="runs per program (best is kept)")
-    _opt_level(b)
+    from .bench import add_arguments as bench_arguments
+    bench_arguments(b)
     b.set_defaults(fn=cmd_bench)
 
     e = sub.add_parser("explain", help="show one function through every stage, rule by rule")
     e.add_argument("file", metavar="FILE")
     e.add_argument("--func", type=int, required=True, metavar="N",
                    help="function index (in the function index space)")
-    _opt_level(e)
+    add_codegen_options(e)
     e.set_defaults(fn=cmd_explain)
 
     ru = sub.add_parser("rules", help="rule-file tools")
@@ -175,10 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.set_defaults(fn=cmd_rules)
 
     f = sub.add_parser("fuzz", help="differential fuzzing against Wasmtime (wasm-opt -ttf)")
-    f.add_argument("--count", type=int, default=100, help="number of modules")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--keep", metavar="DIR", help="keep mismatching modules here")
-    _opt_level(f)
+    from .fuzz import add_arguments as fuzz_arguments
+    fuzz_arguments(f)
     f.set_defaults(fn=cmd_fuzz)
     return p
 

@@ -720,19 +720,13 @@ def main(args: argparse.Namespace) -> int:
     return 1 if report.mismatches else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m wasmlower.fuzz",
-                                description="Differential fuzzing of wasmlower against Wasmtime "
-                                            "on wasm-opt -ttf modules.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `wasmlower fuzz` (shared with `python -m wasmlower.fuzz`)."""
+    from .cli import add_codegen_options
     p.add_argument("--count", type=int, default=100, help="number of modules")
     p.add_argument("--seed", type=int, default=0, help="seed of the first module")
     p.add_argument("--keep", metavar="DIR", help="keep mismatching modules here")
-    g = p.add_mutually_exclusive_group()
-    for n in (0, 1, 2):
-        g.add_argument(f"-O{n}", dest="opt_level", action="store_const", const=n,
-                       help=f"optimization level {n}" + (" (default)" if n == 1 else ""))
-    p.set_defaults(opt_level=1)
-    p.add_argument("--target", default="x86_64", choices=["x86_64", "aarch64"])
+    add_codegen_options(p)
     p.add_argument("--size", type=int, default=DEFAULT_SIZE,
                    help=f"random input bytes per module (default {DEFAULT_SIZE})")
     p.add_argument("--fuel", type=int, default=DEFAULT_FUEL,
@@ -742,6 +736,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wasmtime-only", action="store_true",
                    help="run the modules in Wasmtime alone (checks the harness)")
     p.add_argument("-v", "--verbose", action="store_true", help="one progress line per module")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m wasmlower.fuzz",
+                                description="Differential fuzzing of wasmlower against Wasmtime "
+                                            "on wasm-opt -ttf modules.")
+    add_arguments(p)
     return p
 
 

@@ -127,54 +127,114 @@ def compile_module(wasm: bytes, options: Options | None = None, **kw) -> Compile
             gc.enable()
 
 
-def _compile_module(wasm: bytes, options: Options | None = None, **kw) -> CompiledModule:
-    from .emit.assemble import assemble, boundaries
+@dataclass
+class FunctionCode:
+    """One function's machine code, position-independent but for its calls.
+
+    Offsets are relative to the start of ``code``.  ``calls`` lists the rel32
+    fields of direct calls (patched when functions are laid out).
+    """
+    index: int
+    name: str
+    code: bytes
+    addrmap: list[tuple[int, int]] = field(default_factory=list)
+    traps: list[tuple[int, str]] = field(default_factory=list)
+    calls: list[tuple[int, int]] = field(default_factory=list)
+
+
+def render(module, index: int, opts: Options, timer: Timer, info: ModuleInfo | None = None):
+    """Run defined function ``index`` from wasm to rendered assembly text."""
     from .isa.x64.emit import render_function
+    info = info or ModuleInfo(module)
+    with timer.stage("translate"):
+        func = translate(module, index)
+    _hook(opts, "translate", func)
+    with timer.stage("optimize"):
+        optimize(func, module, opts.opt_level)
+    _hook(opts, "optimize", func)
+    with timer.stage("lower"):
+        lower(func, opts.target, opts.trace)
+    _hook(opts, "lower", func)
+    with timer.stage("regalloc"):
+        alloc, constraints = allocate(func, opts.target, stress=opts.stress, check=opts.check)
+    with timer.stage("encode"):
+        rendered = render_function(func, alloc, constraints, info)
+    return func, rendered
+
+
+def compile_functions(module, indices, opts: Options | None = None,
+                      timer: Timer | None = None) -> list[FunctionCode]:
+    """Compile defined functions ``indices`` of ``module`` (assembled in one keystone call)."""
+    from .emit.assemble import assemble, boundaries
+    opts = opts or Options()
+    timer = timer or Timer()
+    info = ModuleInfo(module)
+    parts = [render(module, i, opts, timer, info) for i in indices]
+    with timer.stage("encode"):
+        blob = assemble("\n".join(line for _, r in parts for line in r.lines))
+        bounds = boundaries(blob)
+        out, k = [], 0
+        for (func, rendered), i in zip(parts, indices):
+            n = sum(1 for kind, _, _ in rendered.info if kind != "label")
+            start = bounds[k][0] if k < len(bounds) else len(blob)
+            end = bounds[k + n][0] if k + n < len(bounds) else len(blob)
+            fc = FunctionCode(func.meta.get("wasm_index", module.num_imported_funcs + i),
+                              func.name, blob[start:end])
+            _place(rendered, bounds[k:k + n], start, fc)
+            out.append(fc)
+            k += n
+        if k != len(bounds):
+            raise CodegenError(f"{len(bounds)} instructions encoded, {k} rendered")
+    return out
+
+
+def append_code(text: bytearray, functions: list[FunctionCode]
+                ) -> tuple[list[CompiledFunction], list[tuple[int, str, int, int]]]:
+    """Lay ``functions`` out in ``text`` (16-byte aligned) and resolve their calls.
+
+    Returns the per-function records and the call relocations (already
+    applied to ``text``; kept for the object file and for loaders).
+    """
+    placed: list[CompiledFunction] = []
+    for fc in functions:
+        text += b"\xcc" * (-len(text) % 16)
+        start = len(text)
+        text += fc.code
+        placed.append(CompiledFunction(fc.index, fc.name, start, len(fc.code),
+                                       [(start + o, w) for o, w in fc.addrmap],
+                                       [(start + o, k) for o, k in fc.traps]))
+    where = {f.index: f.offset for f in placed}
+    relocs = []
+    for fc, f in zip(functions, placed):
+        for off, callee in fc.calls:
+            if callee not in where:
+                raise CodegenError(f"{fc.name} calls function {callee}, which was not compiled")
+            at = f.offset + off
+            relocs.append((at, "R_X86_64_PLT32", where[callee], -4))
+            text[at:at + 4] = (where[callee] - 4 - at).to_bytes(4, "little", signed=True)
+    return placed, relocs
+
+
+def _compile_module(wasm: bytes, options: Options | None = None, **kw) -> CompiledModule:
     from .isa.x64.trampolines import build_trampolines
     opts = options or Options(**kw)
     timer = Timer()
     with timer.stage("decode"):
         module = decode(wasm)
-    info = ModuleInfo(module)
-    text = bytearray()
-    functions: list[CompiledFunction] = []
-    calls: list[tuple[int, int]] = []           # (text offset of rel32, callee index)
-    for i in range(len(module.codes)):
-        with timer.stage("translate"):
-            func = translate(module, i)
-        _hook(opts, "translate", func)
-        with timer.stage("optimize"):
-            optimize(func, module, opts.opt_level)
-        _hook(opts, "optimize", func)
-        with timer.stage("lower"):
-            lower(func, opts.target, opts.trace)
-        _hook(opts, "lower", func)
-        with timer.stage("regalloc"):
-            alloc, constraints = allocate(func, opts.target, stress=opts.stress,
-                                          check=opts.check)
-        with timer.stage("encode"):
-            rendered = render_function(func, alloc, constraints, info)
-            code = assemble("\n".join(rendered.lines))
-            text += b"\xcc" * (-len(text) % 16)
-            start = len(text)
-            cf = CompiledFunction(func.meta.get("wasm_index", module.num_imported_funcs + i),
-                                  func.name, start, len(code))
-            _place(rendered, boundaries(code), start, cf, calls)
-            text += code
-            functions.append(cf)
+    codes = compile_functions(module, range(len(module.codes)), opts, timer)
     with timer.stage("object"):
+        text = bytearray()
+        functions, relocs = append_code(text, codes)
         sigs = list(module.types)
         imported_sigs = [module.types[imp.desc] for imp in module.imports if imp.kind == "func"]
         tramp, h2w, w2h, trap = build_trampolines(list(dict.fromkeys(sigs + imported_sigs)))
         text += b"\xcc" * (-len(text) % 16)
         base = len(text)
         text += tramp
-        by_index = {f.index: f.offset for f in functions}
-        relocs = [(off, "R_X86_64_PLT32", by_index[callee], -4) for off, callee in calls]
     compiled = CompiledModule(module, bytes(text), functions, relocs,
                               {k: v + base for k, v in h2w.items()},
                               {k: v + base for k, v in w2h.items()},
-                              trap + base, info.libcall_names, opts.target, wasm)
+                              trap + base, ModuleInfo(module).libcall_names, opts.target, wasm)
     compiled.stats = dict(timer.seconds)
     return compiled
 
@@ -184,24 +244,26 @@ def _hook(opts: Options, stage: str, func: Function) -> None:
         opts.on_function(stage, func)
 
 
-def _place(rendered, bounds, start: int, cf: CompiledFunction,
-           calls: list[tuple[int, int]]) -> None:
-    """Match rendered lines to encoded instructions: address map, traps, calls."""
+def _place(rendered, bounds, start: int, fc: FunctionCode) -> None:
+    """Match rendered lines to encoded instructions: address map, traps, calls.
+
+    ``bounds`` are the function's instructions in the blob; ``start`` is the
+    blob offset of its first one (the results are relative to it).
+    """
     k = 0
     last_loc = object()
     for kind, payload, loc in rendered.info:
         if kind == "label":
             continue
         if k >= len(bounds):
-            raise CodegenError(f"{cf.name}: fewer instructions encoded than rendered")
+            raise CodegenError(f"{fc.name}: fewer instructions encoded than rendered")
         off, size = bounds[k]
+        off -= start
         k += 1
         if loc is not None and loc != last_loc:
-            cf.addrmap.append((start + off, loc))
+            fc.addrmap.append((off, loc))
             last_loc = loc
         if kind == "call":
-            calls.append((start + off + 1, payload))
+            fc.calls.append((off + 1, payload))
         elif kind == "trap":
-            cf.traps.append((start + off + size, payload))
-    if k != len(bounds):
-        raise CodegenError(f"{cf.name}: {len(bounds)} instructions encoded, {k} rendered")
+            fc.traps.append((off + size, payload))

@@ -62,6 +62,9 @@ class Emitter:
         self.stubs: list[tuple[str, str, int | None]] = []   # (label, trap kind, loc)
         self.nlabel = 0
         self.loc: int | None = None
+        # Labels carry the function index, so many functions can share one
+        # keystone call (emit.assemble) without their labels colliding.
+        self.tag = f"{func.meta.get('wasm_index', 0)}_"
 
     # -- output helpers ----------------------------------------------------
     def line(self, text: str, kind: str = "inst", payload: object = None) -> None:
@@ -73,10 +76,10 @@ class Emitter:
 
     def fresh(self) -> str:
         self.nlabel += 1
-        return f".Ll{self.nlabel}"
+        return f".Ll{self.tag}{self.nlabel}"
 
     def trap_label(self, kind: str) -> str:
-        label = f".Ltrap{len(self.stubs)}"
+        label = f".Lt{self.tag}{len(self.stubs)}"
         self.stubs.append((label, kind, self.loc))
         return label
 
@@ -126,14 +129,14 @@ class Emitter:
         self.prologue()
         for i, b in enumerate(order):
             nxt = order[i + 1] if i + 1 < len(order) else None
-            self.label(f".Lb{b.id}")
+            self.label(f".Lb{self.tag}{b.id}")
             for inst in b.insts:
                 self.loc = inst.loc
                 self.moves(self.alloc.before.get(inst))
                 if inst.op == "jump":
                     self.moves(self.alloc.edge_moves.get(b))
                     if inst.targets[0].block is not nxt:
-                        self.line(f"jmp .Lb{inst.targets[0].block.id}")
+                        self.line(f"jmp .Lb{self.tag}{inst.targets[0].block.id}")
                     continue
                 self.render(inst, nxt)
                 self.moves(self.alloc.after.get(inst))
@@ -203,9 +206,9 @@ class Emitter:
                         labels[name] = self.fresh()
                     return labels[name]
                 if name == "then":
-                    return f".Lb{inst.targets[0].block.id}"
+                    return f".Lb{self.tag}{inst.targets[0].block.id}"
                 if name == "else":
-                    return f".Lb{inst.targets[1].block.id}"
+                    return f".Lb{self.tag}{inst.targets[1].block.id}"
                 if name == "callee":
                     return f"func_{inst.imm[0]}"
                 if name == "slot":
@@ -214,7 +217,7 @@ class Emitter:
             lines.append(_PLACEHOLDER.sub(sub, raw))
         # Fall through instead of jumping to the next block.
         if (decl.branch and lines and nxt is not None and len(inst.targets) == 2
-                and lines[-1] == f"jmp .Lb{nxt.id}"):
+                and lines[-1] == f"jmp .Lb{self.tag}{nxt.id}"):
             lines.pop()
         for ln in lines:
             if ln.endswith(":"):
@@ -234,9 +237,9 @@ class Emitter:
             *table, default = inst.targets
             out = []
             for k, t in enumerate(table):
-                out += [f"cmp {idx}, {k}", f"je .Lb{t.block.id}"]
+                out += [f"cmp {idx}, {k}", f"je .Lb{self.tag}{t.block.id}"]
             if default.block is not nxt:
-                out.append(f"jmp .Lb{default.block.id}")
+                out.append(f"jmp .Lb{self.tag}{default.block.id}")
             return out
         if text == "{call_indirect}":
             ty, table = inst.imm
