@@ -26,7 +26,7 @@ class Options:
     target: str = "x86_64"
     opt_level: int = 1
     stress: bool = False            # allocate with 3 registers per class (tests)
-    check: bool = False             # run the verifier and the allocation checker
+    check: bool = False             # verify the IR after each stage; check the allocation
     trace: list | None = None       # lowering trace records, for explain / rule counts
     on_function: Callable[[str, Function], None] | None = None   # stage hook (explain)
 
@@ -240,6 +240,9 @@ def _compile_module(wasm: bytes, options: Options | None = None, **kw) -> Compil
 
 
 def _hook(opts: Options, stage: str, func: Function) -> None:
+    if opts.check:
+        from .ir.verify import verify
+        verify(func, f"after {stage}")
     if opts.on_function is not None:
         opts.on_function(stage, func)
 

@@ -41,7 +41,9 @@ class CFG:
     def idom(self) -> dict[Block, Block]:
         """Immediate dominators of the reachable blocks (the entry maps to itself)."""
         if self._idom is None:
-            self._idom = nx.immediate_dominators(self.graph, self.entry)
+            self._idom = dict(nx.immediate_dominators(self.graph, self.entry))
+            # networkx 3.6 leaves the entry out; the walk in `dominates` needs it.
+            self._idom[self.entry] = self.entry
         return self._idom
 
     def dominates(self, a: Block, b: Block) -> bool:

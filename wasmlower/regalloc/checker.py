@@ -14,7 +14,9 @@ dataflow over the CFG:
 * at the end of a block that jumps, the edge moves run, each target
   parameter's home must then hold the jump's argument, and the target
   starts with the home relabelled as the parameter;
-* at a join, the states meet by intersection.
+* at a join, the states meet by intersection.  States entering a block
+  keep only values live there (the checker's own liveness over the IR and
+  the constraints): knowledge of a dead value cannot decide any later use.
 
 It also checks each operand's location against its policy (REG: a register
 of the class; FIXED: that register; REUSE: the reused use's location; the
@@ -91,8 +93,43 @@ class _Checker:
         return "nothing" if v is None else f"v{v.id}"
 
     # -- dataflow ----------------------------------------------------------------
+    def liveness(self) -> dict[Block, set[Value]]:
+        """Values live on entry to each block (its parameters included), from the IR
+        and the recorded constraints alone."""
+        gen: dict[Block, set[Value]] = {}
+        kill: dict[Block, set[Value]] = {}
+        for b in self.func.blocks:
+            g: set[Value] = set()
+            d: set[Value] = set(b.params)
+            for inst in b.insts:
+                c = self.alloc.constraints.get(inst, _EMPTY)
+                used = [o.value for o in c.operands if o.kind == "use"]
+                if inst.op == "jump":
+                    used = inst.targets[0].args
+                g.update(u for u in used if u not in d)
+                d.update(o.value for o in c.operands if o.kind != "use")
+            gen[b], kill[b] = g, d
+        live = {b: set(gen[b]) for b in self.func.blocks}
+        changed = True
+        while changed:
+            changed = False
+            for b in reversed(self.func.blocks):
+                out: set[Value] = set()
+                for s in b.successors():
+                    out |= live[s]
+                new = gen[b] | (out - kill[b])
+                if len(new) != len(live[b]):
+                    live[b] = new
+                    changed = True
+        for b in self.func.blocks:
+            live[b] |= set(b.params)
+        return live
+
     def run(self) -> None:
         entry = self.func.entry
+        # Knowledge about values dead on entry to a block cannot matter to any use
+        # from there on; dropping it keeps the states small.
+        live = self.liveness()
         states: dict[Block, dict[int, Value]] = {entry: {}}
         work = deque([entry])
         queued = {entry}
@@ -103,6 +140,8 @@ class _Checker:
             b = work.popleft()
             queued.discard(b)
             for succ, out in self.block(b, dict(states[b])):
+                keep = live[succ]
+                out = {loc: v for loc, v in out.items() if v in keep}
                 old = states.get(succ)
                 if old is not None:
                     new = {loc: v for loc, v in old.items() if out.get(loc) is v}
@@ -177,6 +216,7 @@ class _Checker:
 
     @staticmethod
     def _write(st: dict[int, Value], loc: int, v: Value) -> None:
+        """A new instance of ``v`` goes to ``loc``; older copies are not ``v`` any more."""
         for other in [lc for lc, x in st.items() if x is v]:
             del st[other]
         st[loc] = v

@@ -1,8 +1,8 @@
 """Linear memory: a fixed reservation of address space, committed as it grows.
 
-A ``Memory`` reserves its whole possible extent up front as ``PROT_NONE``
-(the declared maximum plus a guard region, or 8 GiB when unbounded), so its
-base address never moves; ``grow`` makes the next pages read+write with
+A ``Memory`` reserves 8 GiB of address space up front as ``PROT_NONE`` (its
+largest extent plus the guard region compiled code relies on instead of
+bounds checks, see ``signals.py``), so its base address never moves; ``grow`` makes the next pages read+write with
 ``mprotect``.  Fresh anonymous pages read as zero, as wasm requires.
 
 Every VMContext that uses the memory registered its ``mem_size`` cell with
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from wasmlower.errors import Trap
 from wasmlower.ir.ops import TRAP_MESSAGES
-from wasmlower.runtime import native
+from wasmlower.runtime import native, signals
 from wasmlower.wasm.module import Limits, MemoryType
 
 if TYPE_CHECKING:
@@ -32,8 +32,11 @@ __all__ = ["MAX_PAGES", "PAGE_SIZE", "Memory"]
 
 PAGE_SIZE = 0x10000
 MAX_PAGES = 0x10000                  # 4 GiB: the 32-bit address space
-GUARD_SIZE = 0x10000
-UNBOUNDED_RESERVATION = 8 << 30
+# Compiled code accesses base + zext32(index) + offset (offset < 2^31) with no
+# bounds check, relying on the fault an out-of-bounds access takes in the
+# inaccessible rest of the reservation (signals.py): so every memory reserves
+# 4 GiB + 2 GiB and more, whatever its maximum.
+RESERVATION = 8 << 30
 
 
 def heap_oob() -> Trap:
@@ -57,10 +60,8 @@ class Memory:
         self.store = store
         self.min = limits.min
         self.max = limits.max
-        if limits.max is None:
-            self._reserved = UNBOUNDED_RESERVATION
-        else:
-            self._reserved = limits.max * PAGE_SIZE + GUARD_SIZE
+        self._reserved = RESERVATION
+        signals.ensure_installed()
         self.base: int = native.reserve(self._reserved)
         self._finalizer = weakref.finalize(self, native.release, self.base, self._reserved)
         self._pages = 0

@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from wasmlower.errors import ArtifactError, LinkError
+from wasmlower.runtime import signals
 
 __all__ = [
     "BACKTRACE_CAPACITY",
@@ -127,12 +128,18 @@ _REG_STARTS: list[int] = []                     # sorted start addresses
 _REG_ENTRIES: list[tuple[int, int, weakref.ref]] = []   # (start, end, mapping), same order
 
 
+def _publish() -> None:
+    """Tell the fault handler (signals.py) where wasm code lives; call under _REG_LOCK."""
+    signals.publish([(start, end) for start, end, _ in _REG_ENTRIES])
+
+
 def _unregister(start: int) -> None:
     with _REG_LOCK:
         i = bisect.bisect_left(_REG_STARTS, start)
         if i < len(_REG_STARTS) and _REG_STARTS[i] == start:
             del _REG_STARTS[i]
             del _REG_ENTRIES[i]
+            _publish()
 
 
 def _unmap_code(start: int, size: int) -> None:
@@ -176,6 +183,7 @@ class CodeMapping:
             i = bisect.bisect_left(_REG_STARTS, base)
             _REG_STARTS.insert(i, base)
             _REG_ENTRIES.insert(i, (base, base + self.size, weakref.ref(self)))
+            _publish()
 
     def address(self, offset: int) -> int:
         """The address of text offset ``offset``."""
