@@ -41,6 +41,14 @@ def _parse_arg(text: str, ty: str):
     return int(text, 0)
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text) if "." in text or "e" in text.lower() else int(text, 0)
+    except ValueError:
+        return False
+    return True
+
+
 def _format(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
@@ -181,7 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `run FILE --invoke NAME ARGS...`: argparse matches FILE and ARGS as one
+    # group before it sees --invoke, so the call arguments come back as extras.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "run" or any(e.startswith("-") and not _is_number(e) for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.args = [*args.args, *extra]
     try:
         return args.fn(args)
     except CompileError as e:
