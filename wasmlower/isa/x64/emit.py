@@ -62,6 +62,8 @@ class Emitter:
         self.stubs: list[tuple[str, str, int | None]] = []   # (label, trap kind, loc)
         self.nlabel = 0
         self.loc: int | None = None
+        # (slot loc, register) of a spill store that is the last line emitted
+        self.stored: tuple[int, int] | None = None
         # Labels carry the function index, so many functions can share one
         # keystone call (emit.assemble) without their labels colliding.
         self.tag = f"{func.meta.get('wasm_index', 0)}_"
@@ -70,6 +72,7 @@ class Emitter:
     def line(self, text: str, kind: str = "inst", payload: object = None) -> None:
         self.out.lines.append(text)
         self.out.info.append((kind, payload, self.loc))
+        self.stored = None
 
     def label(self, name: str) -> None:
         self.line(f"{name}:", "label", name)
@@ -111,7 +114,14 @@ class Emitter:
         elif src >= 0:
             op = "movsd" if src >= 16 else "mov"
             self.line(f"{op} {self.mem(dst)}, {reg_name(src)}")
+            self.stored = (dst, src)
         elif dst >= 0:
+            if self.stored is not None and self.stored[0] == src:
+                # The slot was written from a register by the line just before
+                # (no label in between, so no other path reaches here): that
+                # register still holds the value.
+                self.move(self.stored[1], dst, cls)
+                return
             op = "movsd" if dst >= 16 else "mov"
             self.line(f"{op} {reg_name(dst)}, {self.mem(src)}")
         else:
