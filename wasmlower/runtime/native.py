@@ -142,9 +142,23 @@ def _unregister(start: int) -> None:
             _publish()
 
 
+# Mappings whose finalizer ran, waiting to be unregistered and unmapped.  A
+# finalizer can run inside any allocation (the cyclic collector), including
+# one made while _REG_LOCK is held, so it must never take the lock: it only
+# appends here (atomic under the GIL), and `_drain` does the work later.
+_PENDING_UNMAP: list[tuple[int, int]] = []
+
+
 def _unmap_code(start: int, size: int) -> None:
-    _unregister(start)
-    _munmap(start, size)
+    _PENDING_UNMAP.append((start, size))
+
+
+def _drain() -> None:
+    """Unregister and unmap finalized mappings; call without holding _REG_LOCK."""
+    while _PENDING_UNMAP:
+        start, size = _PENDING_UNMAP.pop()
+        _unregister(start)
+        _munmap(start, size)
 
 
 _RELOC_PCREL = ("R_X86_64_PLT32", "R_X86_64_PC32")
@@ -179,6 +193,7 @@ class CodeMapping:
         funcs = sorted(getattr(compiled, "functions", ()) or (), key=lambda f: f.offset)
         self._funcs = funcs
         self._func_starts = [f.offset for f in funcs]
+        _drain()
         with _REG_LOCK:
             i = bisect.bisect_left(_REG_STARTS, base)
             _REG_STARTS.insert(i, base)
