@@ -53,10 +53,32 @@ def _format(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _artifact_opt_level(data: bytes) -> int | None:
+    """The opt_level an artifact was compiled with (None if it says nothing)."""
+    import json
+
+    from .emit.object import SEC_ENGINE, read_header
+    try:
+        header = read_header(memoryview(data))
+    except WasmlowerError:
+        return None              # the engine's own load reports what is wrong
+    off, size = header.sections[SEC_ENGINE][:2]
+    try:
+        settings = json.loads(data[off:off + size]).get("settings", {})
+    except ValueError:
+        return None
+    level = settings.get("opt_level")
+    return level if level in (0, 1, 2) else None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .engine import Engine, Instance, Module
-    engine = Engine(target=args.target, opt_level=args.opt_level)
-    module = Module(engine, _read_module_bytes(args.file))
+    data = _read_module_bytes(args.file)
+    opt_level = args.opt_level
+    if data[:4] == b"\x7fELF" and not args.explicit_opt_level:
+        opt_level = _artifact_opt_level(data) or opt_level   # run it as it was compiled
+    engine = Engine(target=args.target, opt_level=opt_level)
+    module = Module(engine, data)
     instance = Instance(module)
     func = instance.exports.get(args.invoke)
     if func is None or not callable(func):
@@ -112,6 +134,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(explain(_read_module_bytes(args.file), args.func, target=args.target,
                   opt_level=args.opt_level))
     return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from .compiler import settings_main
+    return settings_main(args)
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
@@ -180,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: every ISA)")
     rc.set_defaults(fn=cmd_rules)
 
+    st = sub.add_parser("settings", help="list the compiler settings of a target")
+    st.add_argument("--target", default="x86_64", help="target triple or ISA (default: x86_64)")
+    st.set_defaults(fn=cmd_settings)
+
     f = sub.add_parser("fuzz", help="differential fuzzing against Wasmtime (wasm-opt -ttf)")
     from .fuzz import add_arguments as fuzz_arguments
     fuzz_arguments(f)
@@ -192,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     # `run FILE --invoke NAME ARGS...`: argparse matches FILE and ARGS as one
     # group before it sees --invoke, so the call arguments come back as extras.
     args, extra = parser.parse_known_args(argv)
+    args.explicit_opt_level = any(a in ("-O0", "-O1", "-O2") for a in (argv or sys.argv[1:]))
     if extra:
         if args.command != "run" or any(e.startswith("-") and not _is_number(e) for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

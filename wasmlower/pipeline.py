@@ -77,7 +77,21 @@ def lower(func: Function, target: str = "x86_64", trace: list | None = None) -> 
 
 
 def _isa_name(target: str) -> str:
-    return {"x86_64": "x64", "x64": "x64"}.get(target, target)
+    return {"x86_64": "x64", "x64": "x64", "arm64": "aarch64"}.get(target, target)
+
+
+# --- target dispatch (the AArch64 back end mirrors the x64 one module by module) ---
+_ARCH = {"x64": "x86_64", "aarch64": "aarch64"}
+
+
+def _backend(target: str, module: str):
+    """``wasmlower.isa.<isa>.<module>`` for ``target`` (abi, regs, emit, trampolines)."""
+    import importlib
+    return importlib.import_module(f"wasmlower.isa.{_isa_name(target)}.{module}")
+
+
+def _arch(target: str) -> str:
+    return _ARCH.get(_isa_name(target), target)
 
 
 def _define_params(func: Function, isa: str) -> None:
@@ -93,10 +107,9 @@ def _define_params(func: Function, isa: str) -> None:
 
 def allocate(func: Function, target: str = "x86_64", *, stress: bool = False,
              check: bool = False):
-    from .isa.x64.abi import Constraints
-    from .isa.x64.regs import regfile
     from .regalloc import allocate as run
-    constraints = Constraints(func)
+    constraints = _backend(target, "abi").Constraints(func)
+    regfile = _backend(target, "regs").regfile
     return run(func, constraints, regfile(stress), stress=stress, check=check), constraints
 
 
@@ -144,7 +157,7 @@ class FunctionCode:
 
 def render(module, index: int, opts: Options, timer: Timer, info: ModuleInfo | None = None):
     """Run defined function ``index`` from wasm to rendered assembly text."""
-    from .isa.x64.emit import render_function
+    render_function = _backend(opts.target, "emit").render_function
     info = info or ModuleInfo(module)
     with timer.stage("translate"):
         func = translate(module, index)
@@ -171,8 +184,9 @@ def compile_functions(module, indices, opts: Options | None = None,
     info = ModuleInfo(module)
     parts = [render(module, i, opts, timer, info) for i in indices]
     with timer.stage("encode"):
-        blob = assemble("\n".join(line for _, r in parts for line in r.lines))
-        bounds = boundaries(blob)
+        arch = _arch(opts.target)
+        blob = assemble("\n".join(line for _, r in parts for line in r.lines), arch)
+        bounds = boundaries(blob, arch)
         out, k = [], 0
         for (func, rendered), i in zip(parts, indices):
             n = sum(1 for kind, _, _ in rendered.info if kind != "label")
@@ -180,7 +194,7 @@ def compile_functions(module, indices, opts: Options | None = None,
             end = bounds[k + n][0] if k + n < len(bounds) else len(blob)
             fc = FunctionCode(func.meta.get("wasm_index", module.num_imported_funcs + i),
                               func.name, blob[start:end])
-            _place(rendered, bounds[k:k + n], start, fc)
+            _place(rendered, bounds[k:k + n], start, fc, 0 if arch == "aarch64" else 1)
             out.append(fc)
             k += n
         if k != len(bounds):
@@ -188,7 +202,7 @@ def compile_functions(module, indices, opts: Options | None = None,
     return out
 
 
-def append_code(text: bytearray, functions: list[FunctionCode]
+def append_code(text: bytearray, functions: list[FunctionCode], target: str = "x86_64"
                 ) -> tuple[list[CompiledFunction], list[tuple[int, str, int, int]]]:
     """Lay ``functions`` out in ``text`` (16-byte aligned) and resolve their calls.
 
@@ -196,8 +210,10 @@ def append_code(text: bytearray, functions: list[FunctionCode]
     applied to ``text``; kept for the object file and for loaders).
     """
     placed: list[CompiledFunction] = []
+    aarch64 = _arch(target) == "aarch64"
+    pad = b"\x00" if aarch64 else b"\xcc"          # AArch64: udf #0
     for fc in functions:
-        text += b"\xcc" * (-len(text) % 16)
+        text += pad * (-len(text) % 16)
         start = len(text)
         text += fc.code
         placed.append(CompiledFunction(fc.index, fc.name, start, len(fc.code),
@@ -210,25 +226,33 @@ def append_code(text: bytearray, functions: list[FunctionCode]
             if callee not in where:
                 raise CodegenError(f"{fc.name} calls function {callee}, which was not compiled")
             at = f.offset + off
+            if aarch64:         # bl: imm26 = (target - at) >> 2, +-128 MiB
+                relocs.append((at, "R_AARCH64_CALL26", where[callee], 0))
+                delta = where[callee] - at
+                if delta % 4 or not -(1 << 27) <= delta < (1 << 27):
+                    raise CodegenError(f"{fc.name}: call to function {callee} out of bl range")
+                insn = 0x94000000 | ((delta >> 2) & 0x3FFFFFF)
+                text[at:at + 4] = insn.to_bytes(4, "little")
+                continue
             relocs.append((at, "R_X86_64_PLT32", where[callee], -4))
             text[at:at + 4] = (where[callee] - 4 - at).to_bytes(4, "little", signed=True)
     return placed, relocs
 
 
 def _compile_module(wasm: bytes, options: Options | None = None, **kw) -> CompiledModule:
-    from .isa.x64.trampolines import build_trampolines
     opts = options or Options(**kw)
+    build_trampolines = _backend(opts.target, "trampolines").build_trampolines
     timer = Timer()
     with timer.stage("decode"):
         module = decode(wasm)
     codes = compile_functions(module, range(len(module.codes)), opts, timer)
     with timer.stage("object"):
         text = bytearray()
-        functions, relocs = append_code(text, codes)
+        functions, relocs = append_code(text, codes, opts.target)
         sigs = list(module.types)
         imported_sigs = [module.types[imp.desc] for imp in module.imports if imp.kind == "func"]
         tramp, h2w, w2h, trap = build_trampolines(list(dict.fromkeys(sigs + imported_sigs)))
-        text += b"\xcc" * (-len(text) % 16)
+        text += (b"\x00" if _arch(opts.target) == "aarch64" else b"\xcc") * (-len(text) % 16)
         base = len(text)
         text += tramp
     compiled = CompiledModule(module, bytes(text), functions, relocs,
@@ -247,7 +271,7 @@ def _hook(opts: Options, stage: str, func: Function) -> None:
         opts.on_function(stage, func)
 
 
-def _place(rendered, bounds, start: int, fc: FunctionCode) -> None:
+def _place(rendered, bounds, start: int, fc: FunctionCode, call_field: int = 1) -> None:
     """Match rendered lines to encoded instructions: address map, traps, calls.
 
     ``bounds`` are the function's instructions in the blob; ``start`` is the
@@ -267,6 +291,6 @@ def _place(rendered, bounds, start: int, fc: FunctionCode) -> None:
             fc.addrmap.append((off, loc))
             last_loc = loc
         if kind == "call":
-            fc.calls.append((off + 1, payload))
+            fc.calls.append((off + call_field, payload))
         elif kind == "trap":
             fc.traps.append((off + size, payload))

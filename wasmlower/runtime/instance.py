@@ -218,6 +218,7 @@ class Func:
 
     store: Store
     type: FuncType
+    _emulated: Callable[[Any], int] | None = None     # call_wasm of an emulated target
 
     def __init__(self, store: Store, functype: FuncType, fn: Callable[..., Any], *,
                  raw: bool = False) -> None:
@@ -272,6 +273,9 @@ class Func:
             self._keep = instance._mapping
         else:
             self._entry, self._keep = native.TRAMPOLINES.host_to_wasm(self.type)
+        if _is_emulated(compiled):      # AArch64 code runs under unicorn (runtime/emulated.py)
+            from wasmlower.runtime import emulated
+            self._emulated = emulated.call_wasm
         return self
 
     @property
@@ -328,7 +332,7 @@ class Func:
                 max(sig.nparams, sig.nresults))
         if bits:
             block[BLOCK_VALUES:BLOCK_VALUES + len(bits)] = bits
-        code = native.call_wasm(block)
+        code = native.call_wasm(block) if self._emulated is None else self._emulated(block)
         if code:
             raise_trap(store, code, block._bt)
         values = block[BLOCK_VALUES:BLOCK_VALUES + sig.nresults]
@@ -434,12 +438,19 @@ ImportResolver = Callable[[str, str], Any]
 _CODE_CACHE: dict[int, tuple[weakref.ref, weakref.ref]] = {}
 
 
+def _is_emulated(compiled: Any) -> bool:
+    return str(getattr(compiled, "target", "x86_64")).split("-", 1)[0] in ("aarch64", "arm64")
+
+
 def code_mapping(compiled: Any) -> native.CodeMapping:
     """The executable mapping of ``compiled``'s text, shared by all its live instances.
 
     The cache holds both sides weakly (the mapping refers to ``compiled``), so
     the code is unmapped once no instance or function uses it.
     """
+    if _is_emulated(compiled):          # AArch64 code runs under unicorn (runtime/emulated.py)
+        from wasmlower.runtime import emulated
+        return emulated.code_mapping(compiled)
     key = id(compiled)
     entry = _CODE_CACHE.get(key)
     if entry is not None and entry[0]() is compiled:
