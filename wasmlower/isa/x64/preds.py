@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...ir.types import Type
+from wasmlower.ir.types import Type
 
 _X86CC = {"eq": "e", "ne": "ne", "slt": "l", "sle": "le", "sgt": "g", "sge": "ge",
           "ult": "b", "ule": "be", "ugt": "a", "uge": "ae"}
