@@ -8,6 +8,7 @@ runs them in order and returns a ``CompiledModule`` (emit/compiled.py).
 
 from __future__ import annotations
 
+import functools
 import gc
 import time
 from collections.abc import Callable
@@ -62,8 +63,21 @@ def optimize(func: Function, module, opt_level: int = 1) -> Function:
     from .ir.legalize import legalize_module_refs
     from .regalloc.prepare import isolate_edge_args
     legalize_module_refs(func, module.num_imported_globals, module.num_imported_funcs)
+    if opt_level >= 1:
+        from .lower.driver import rewrite_function
+        rewrite_function(func, midend_rules())
     isolate_edge_args(func)
     return func
+
+
+@functools.cache
+def midend_rules():
+    """The mid-end rewrite rules (ir/rules/opt.rules), loaded once."""
+    from pathlib import Path
+
+    from .lower.isa import load_rules
+    here = Path(__file__).parent / "ir" / "rules"
+    return load_rules([here / "opt.rules"], here / "preds.py", name="opt")
 
 
 def lower(func: Function, target: str = "x86_64", trace: list | None = None) -> Function:
