@@ -136,7 +136,7 @@ def test_origins_of_compile_lowered():
 
 def test_imports_and_bad_indices_are_clear_errors():
     wasm = wat('(module (import "env" "f" (func)) '
-               '(func (export "g") (result i32) i32.const 41 i32.const 1 i32.add))')
+               '(func (export "g") (param i32) (result i32) local.get 0 i32.const 41 i32.add))')
     with pytest.raises(CompileError, match=r"function 0 is the import env\.f.*defined "
                                            r"function indices: 1\.\.1"):
         explain(wasm, 0)
