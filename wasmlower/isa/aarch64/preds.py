@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from ...ir.types import Type
+# The target-independent helpers are re-exported for the rule loader.
+from wasmlower.isa.preds import is64, isf32, isf64, log2, mask, pow2
+
+__all__ = ["cond", "fcond", "is64", "isf32", "isf64", "log2", "mask", "memimm", "neg", "nimm12", "pow2", "uimm12", "vmoff"]
+
 
 _COND = {"eq": "eq", "ne": "ne", "slt": "lt", "sle": "le", "sgt": "gt", "sge": "ge",
          "ult": "lo", "ule": "ls", "ugt": "hi", "uge": "hs"}
@@ -20,10 +24,6 @@ def nimm12(k: int) -> bool:
 
 def neg(k: int) -> int:
     return -k
-
-
-def mask(k: int, m: int) -> int:
-    return k & m
 
 
 def memimm(off: int, size: int) -> bool:
@@ -51,18 +51,3 @@ _FCOND = {"eq": "eq", "ne": "ne", "lt": "mi", "le": "ls", "gt": "gt", "ge": "ge"
 def fcond(cc: str) -> str:
     """The AArch64 condition of an IR float comparison (false when unordered, but ne)."""
     return _FCOND[cc]
-
-
-def is64(v) -> bool:
-    """The value is a 64-bit integer."""
-    return v.type is Type.I64
-
-
-def isf64(v) -> bool:
-    """The value is an f64."""
-    return v.type is Type.F64
-
-
-def isf32(v) -> bool:
-    """The value is an f32."""
-    return v.type is Type.F32
