@@ -89,25 +89,8 @@ def stage_totals(stats: Iterable[dict[str, float] | None]) -> dict[str, float]:
 
 def count_functions(wasm: bytes) -> int:
     """Number of functions defined (not imported) by a binary module."""
-    pos = 8
-    while pos < len(wasm):
-        section = wasm[pos]
-        size, pos = _uleb(wasm, pos + 1)
-        if section == 3:
-            return _uleb(wasm, pos)[0]
-        pos += size
-    return 0
-
-
-def _uleb(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
+    from .wasm import decode_module
+    return len(decode_module(wasm).funcs)
 
 
 def find_bench_dir(explicit: str | None = None) -> Path | None:

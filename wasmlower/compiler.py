@@ -362,25 +362,17 @@ class FunctionLoc:
 
 def _split_code_section(wasm: bytes) -> tuple[bytes, list[bytes]]:
     """(the module's bytes without its code section, the raw bytes of each body)."""
-    def leb(pos: int) -> tuple[int, int]:
-        result = shift = 0
-        while True:
-            b = wasm[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return result, pos
+    from .wasm.decode import read_uleb
     pos, context, bodies = 8, bytearray(wasm[:8]), []
     while pos < len(wasm):
         start = pos
         sid = wasm[pos]
-        size, body_start = leb(pos + 1)
+        size, body_start = read_uleb(wasm, pos + 1)
         end = body_start + size
         if sid == 10:
-            count, p = leb(body_start)
+            count, p = read_uleb(wasm, body_start)
             for _ in range(count):
-                n, q = leb(p)
+                n, q = read_uleb(wasm, p)
                 bodies.append(bytes(wasm[p:q + n]))
                 p = q + n
         else:

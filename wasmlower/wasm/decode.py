@@ -155,6 +155,11 @@ def _uleb(data: bytes, pos: int, bits: int) -> tuple[int, int]:
         left -= 7
 
 
+def read_uleb(data: bytes, pos: int, bits: int = 32) -> tuple[int, int]:
+    """Read an unsigned LEB128 at ``pos``; returns ``(value, next position)``."""
+    return _uleb(data, pos, bits)
+
+
 def _sleb(data: bytes, pos: int, bits: int) -> tuple[int, int]:
     """Read a signed LEB128 of at most ``bits`` bits."""
     n = len(data)
