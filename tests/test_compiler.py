@@ -266,7 +266,7 @@ def test_host_check(monkeypatch: pytest.MonkeyPatch) -> None:
         Instance(Module(Engine(), many_functions(2)))
 
 
-# --- components (core modules only) ------------------------------------------------------------
+# --- components: core modules in one text (tests/component runs whole components) ------------------------------------------------------------
 
 
 def _leb(n: int) -> bytes:
@@ -279,8 +279,8 @@ def _leb(n: int) -> bytes:
 
 
 def component(*sections: tuple[int, bytes]) -> bytes:
-    from wasmlower.compiler import COMPONENT_PREAMBLE
-    return COMPONENT_PREAMBLE + b"".join(bytes([sid]) + _leb(len(p)) + p for sid, p in sections)
+    from wasmlower.component.decode import PREAMBLE
+    return PREAMBLE + b"".join(bytes([sid]) + _leb(len(p)) + p for sid, p in sections)
 
 
 def test_component_one_text_one_trampoline_per_signature(tmp_path: Path) -> None:

@@ -19,3 +19,12 @@ def test_api_examples(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.attempted > 20
     assert result.failed == 0
     assert os.getcwd() == str(ROOT)
+
+
+def test_component_examples(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("wasmtime")
+    monkeypatch.chdir(ROOT)
+    result = doctest.testfile(str(ROOT / "docs" / "components.md"), module_relative=False,
+                              optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 8
+    assert result.failed == 0

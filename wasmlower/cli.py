@@ -71,6 +71,62 @@ def _artifact_opt_level(data: bytes) -> int | None:
     return level if level in (0, 1, 2) else None
 
 
+def _is_component(data: bytes) -> bool:
+    """A component binary, or an artifact of one (``e_flags`` 1)."""
+    from .component.decode import PREAMBLE
+    from .emit.object import E_FLAGS_COMPONENT
+    if data[:4] == b"\x7fELF":
+        return len(data) >= 52 and int.from_bytes(data[48:52], "little") == E_FLAGS_COMPONENT
+    return bytes(data[:8]) == PREAMBLE
+
+
+def _parse_component_arg(text: str, ty: object):
+    if ty == "bool":
+        if text not in ("true", "false"):
+            raise ValueError(f"expected true or false, got {text!r}")
+        return text == "true"
+    if ty in ("f32", "f64"):
+        return float(text)
+    if ty in ("string", "char"):
+        return text
+    if isinstance(ty, str):
+        return int(text, 0)
+    raise ValueError(f"the command line cannot pass a {ty}")
+
+
+def _run_component(args: argparse.Namespace, engine, data: bytes) -> int:
+    from .engine import Component
+    component = Component(engine, data)
+    if component.imports:
+        print(f"error: {args.file} imports {', '.join(component.imports)}; the command line "
+              "cannot provide component imports (use the Python API)", file=sys.stderr)
+        return 2
+    func = component.instantiate().exports.get(args.invoke)
+    if func is None or not callable(func):
+        names = ", ".join(n for n, e in component.exports.items() if e.sort == "func")
+        print(f"error: {args.file} exports no function {args.invoke!r} (functions: "
+              f"{names or 'none'})", file=sys.stderr)
+        return 2
+    params = func.type.params
+    if len(params) != len(args.args):
+        print(f"error: {args.invoke} takes {len(params)} argument(s) ("
+              f"{', '.join(f'{n}: {t}' for n, t in params)}), got {len(args.args)}",
+              file=sys.stderr)
+        return 2
+    try:
+        values = [_parse_component_arg(a, t) for a, (_, t) in zip(args.args, params)]
+        result = func(*values)
+    except (ValueError, TypeError) as e:
+        print(f"error: bad argument: {e}", file=sys.stderr)
+        return 2
+    except Trap as trap:
+        print(f"trap: {trap}", file=sys.stderr)
+        return 1
+    if result is not None:
+        print(str(result).lower() if isinstance(result, bool) else _format(result))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .engine import Engine, Instance, Module
     data = _read_module_bytes(args.file)
@@ -78,6 +134,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if data[:4] == b"\x7fELF" and not args.explicit_opt_level:
         opt_level = _artifact_opt_level(data) or opt_level   # run it as it was compiled
     engine = Engine(target=args.target, opt_level=opt_level)
+    if _is_component(data):
+        return _run_component(args, engine, data)
     module = Module(engine, data)
     instance = Instance(module)
     func = instance.exports.get(args.invoke)
@@ -111,7 +169,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from .engine import Engine
     engine = Engine(target=args.target, opt_level=args.opt_level)
-    data = engine.precompile_module(_read_module_bytes(args.file))
+    wasm = _read_module_bytes(args.file)
+    data = (engine.precompile_component(wasm) if _is_component(wasm)
+            else engine.precompile_module(wasm))
     out = Path(args.output or Path(args.file).with_suffix(".o").name)
     out.write_bytes(data)
     if args.verbose:

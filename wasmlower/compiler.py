@@ -33,7 +33,7 @@ from typing import Any
 
 from .emit.compiled import CompiledFunction, CompiledModule
 from .emit.object import ArtifactBuilder, CompiledComponent, fingerprint
-from .errors import CodegenError, CompileError
+from .errors import CodegenError, UnsupportedError
 from .pipeline import FunctionCode, ModuleInfo, Options, Timer, compile_functions, decode
 
 __all__ = ["Compiler", "CompilerBuilder", "FunctionInfo", "FunctionLoc", "ModuleTranslation",
@@ -57,10 +57,6 @@ _BACKENDS = {"x86_64": "wasmlower.isa.x64", "aarch64": "wasmlower.isa.aarch64"}
 
 class SettingError(ValueError):
     """An unknown setting or target, or a bad value for a setting."""
-
-
-class UnsupportedError(CompileError):
-    """A known target or setting value the compiler cannot generate code for (yet)."""
 
 
 @dataclass(frozen=True)
@@ -379,43 +375,6 @@ def _split_code_section(wasm: bytes) -> tuple[bytes, list[bytes]]:
             context += wasm[start:end]
         pos = end
     return bytes(context), bodies
-
-
-COMPONENT_PREAMBLE = b"\0asm\x0d\x00\x01\x00"
-_CORE_MODULE_SECTION, _COMPONENT_SECTION = 1, 4
-
-
-def split_component(wasm: bytes) -> tuple[list[bytes], list[tuple[int, bytes]]]:
-    """(the core modules of a component binary, its other sections raw)."""
-    from .errors import MalformedError
-    if wasm[:8] != COMPONENT_PREAMBLE:
-        raise MalformedError("not a component binary (expected the preamble "
-                             "\\0asm 0d 00 01 00)", 0)
-    cores, others, pos = [], [], 8
-    while pos < len(wasm):
-        sid, start = wasm[pos], pos
-        size = shift = 0
-        pos += 1
-        while True:
-            if pos >= len(wasm):
-                raise MalformedError("truncated section size", start)
-            b = wasm[pos]
-            pos += 1
-            size |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        if pos + size > len(wasm):
-            raise MalformedError(f"section {sid} runs past the end", start)
-        payload = wasm[pos:pos + size]
-        pos += size
-        if sid == _CORE_MODULE_SECTION:
-            cores.append(payload)
-        elif sid == _COMPONENT_SECTION:
-            raise UnsupportedError("nested components are not supported yet")
-        else:
-            others.append((sid, payload))
-    return cores, others
 
 
 # --- the cache's value encoding --------------------------------------------------------------
@@ -772,9 +731,11 @@ class Compiler:
                 gc.enable()
 
     def _compile_component(self, wasm: bytes) -> CompiledComponent:
-        cores, others = split_component(wasm)
+        from .component.decode import decode_component, split_sections
+        cores, others = split_sections(wasm)
         timer = Timer()
         translations = [self.translate(core, timer) for core in cores]
+        decode_component(others, [t.module for t in translations])     # check it first
         infos = [self.compile_functions(t, range(len(t.module.codes)), timer)
                  for t in translations]
         with timer.stage("object"):
@@ -805,7 +766,7 @@ class Compiler:
                                 ModuleInfo(t.module).libcall_names, "x86_64", b"")
             cm.stats = dict(timer.seconds)
             modules.append(cm)
-        return CompiledComponent(modules, others, "x86_64")
+        return CompiledComponent(modules, [(sid, raw) for sid, raw, _ in others], "x86_64")
 
     @staticmethod
     def signatures(module: Any) -> list[Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from .compiler import Compiler, CompilerBuilder, SettingError, UnsupportedError
 from .emit.compiled import CompiledModule
+from .errors import ArtifactError
 from .pipeline import Options
 
 
@@ -79,8 +80,10 @@ class Engine:
 class Module:
     """A compiled module; ``data`` is a wasm binary or a wasmlower artifact."""
 
-    def __init__(self, engine: Engine, data: bytes | CompiledModule) -> None:
+    def __init__(self, engine: Engine, data: bytes | CompiledModule, *,
+                 owner: Component | None = None) -> None:
         self.engine = engine
+        self.owner = owner          # the component this core module belongs to, if any
         if isinstance(data, CompiledModule):
             self.compiled = data
         elif bytes(data[:4]) == b"\x7fELF":
@@ -101,6 +104,10 @@ class Module:
 
     def serialize(self) -> bytes:
         from .emit.object import write_artifact
+        if self.owner is not None:
+            raise ArtifactError("this core module belongs to a component: its code and "
+                                "metadata live in the component's artifact; serialize the "
+                                "component instead")
         return write_artifact(self.compiled, self.engine.fingerprint())
 
     @classmethod
@@ -116,11 +123,27 @@ class Module:
 
 
 class Component:
-    """A compiled component: its core modules (``modules``, one ``Module`` each, sharing
-    one code mapping's text).  Instantiating the component itself (canonical ABI,
-    component imports/exports) is not supported yet; core modules instantiate."""
+    """A compiled component; ``data`` is a component binary or a component artifact.
+
+    All its core modules share one text section (and one artifact).
+    ``instantiate(imports)`` links it: ``imports`` maps each import name to a
+    Python callable (a function) or a mapping of names to callables (an
+    instance); lifted exports are called with Python values through the
+    Canonical ABI.
+
+        >>> import wasmtime          # only to turn the component text into a binary
+        >>> wasm = wasmtime.wat2wasm('''(component
+        ...   (core module $m (func (export "add") (param i32 i32) (result i32)
+        ...     (i32.add (local.get 0) (local.get 1))))
+        ...   (core instance $i (instantiate $m))
+        ...   (func (export "add") (param "a" u32) (param "b" u32) (result u32)
+        ...     (canon lift (core func $i "add"))))''')
+        >>> Component(Engine(), wasm).instantiate().exports["add"](2, 3)
+        5
+    """
 
     def __init__(self, engine: Engine, data: bytes | Any) -> None:
+        from .component.decode import decode_component
         from .emit.object import CompiledComponent, load_artifact
         self.engine = engine
         if isinstance(data, CompiledComponent):
@@ -129,7 +152,26 @@ class Component:
             self.compiled = load_artifact(data, engine.fingerprint(), kind="component")
         else:
             self.compiled = engine.compiler.compile_component(bytes(data))
-        self.modules = [Module(engine, m) for m in self.compiled.modules]
+        self.modules = [Module(engine, m, owner=self) for m in self.compiled.modules]
+        self.info = decode_component([(sid, raw, 0) for sid, raw in self.compiled.sections],
+                                     [m.module for m in self.compiled.modules])
+
+    @property
+    def imports(self) -> dict[str, Any]:
+        """Import name -> its ``Extern`` (sort and component type)."""
+        return dict(self.info.imports)
+
+    @property
+    def exports(self) -> dict[str, Any]:
+        """Export name -> its ``Extern`` (sort and component type)."""
+        return dict(self.info.exports)
+
+    def instantiate(self, imports: Any = None, store: Any = None) -> Any:
+        """A new ``ComponentInstance`` (see ``wasmlower.component.instance``)."""
+        from .component.instance import ComponentInstance
+        _check_host(self.engine)
+        return ComponentInstance(self.compiled, self.info, imports, store,
+                                 module_factory=self.modules.__getitem__)
 
     def serialize(self) -> bytes:
         from .emit.object import write_component_artifact
@@ -146,13 +188,20 @@ class Component:
         return cls(engine, load_artifact_file(path, engine.fingerprint(), kind="component"))
 
 
-def Instance(module: Module, imports: Any = None, store: Any = None):
-    """Instantiate ``module``; ``imports`` maps ``(module, name)`` to externs."""
-    from .runtime import Instance as RuntimeInstance
-    engine = module.engine
+def _check_host(engine: Engine) -> None:
     if not getattr(engine, "_host_checked", False):
         from .compiler import check_host
         if engine.target != "aarch64":   # AArch64 code runs under emulation (runtime/emulated.py)
             check_host(engine.compiler)      # the code must be able to run on this CPU
         engine._host_checked = True
+
+
+def Instance(module: Module | Component, imports: Any = None, store: Any = None) -> Any:
+    """Instantiate ``module``; ``imports`` maps ``(module, name)`` to externs.
+
+    A ``Component`` instantiates to a ``ComponentInstance`` (imports by name)."""
+    from .runtime import Instance as RuntimeInstance
+    if isinstance(module, Component):
+        return module.instantiate(imports, store)
+    _check_host(module.engine)
     return RuntimeInstance(module.compiled, imports, store)

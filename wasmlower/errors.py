@@ -53,6 +53,11 @@ class RuleError(CompileError):
         super().__init__(text)
 
 
+class UnsupportedError(CompileError):
+    """Valid input the compiler cannot handle yet: a target, a setting value, or a
+    component-model feature beyond what is implemented."""
+
+
 class LinkError(WasmlowerError):
     """Instantiation failed: a missing or mistyped import, or a segment out of bounds."""
 

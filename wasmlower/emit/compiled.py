@@ -9,7 +9,7 @@ sites).  The object writer turns it into an ELF file and back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..wasm.module import FuncType, Module
@@ -39,3 +39,5 @@ class CompiledModule:
     target: str = "x86_64"
     wasm: bytes = b""                   # the binary it was compiled from (module metadata)
     stats: dict[str, float] = field(default_factory=dict)   # seconds per pipeline stage
+    # The component whose text this module shares (its code is mapped once for all).
+    shared: Any = field(default=None, repr=False, compare=False)

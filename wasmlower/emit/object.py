@@ -84,18 +84,23 @@ _BACKEND_HASHES: dict[str, str] = {}
 
 
 def backend_hash(machine: str) -> str:
-    """A hash of the back end's rule files and code generators (``wasmlower/isa/<isa>``).
+    """A hash of the code generators: the back end's rule files and code
+    (``wasmlower/isa/<isa>``), the code all ISAs share (``wasmlower/isa/*.py``)
+    and the mid-end rules (``wasmlower/ir/rules``).
 
     Artifacts embed what the back end generated (memory strategy, frame layout,
-    trap sites), so two builds of one version with different back ends must not
+    trap sites), so two builds of one version with different rules must not
     share artifacts or cache entries.  Computed once per process.
     """
     if machine not in _BACKEND_HASHES:
-        root = Path(__file__).resolve().parents[1] / "isa" / _BACKEND_DIRS.get(machine, machine)
+        package = Path(__file__).resolve().parents[1]
+        roots = (package / "isa" / _BACKEND_DIRS.get(machine, machine), package / "isa",
+                 package / "ir" / "rules")
         h = hashlib.sha256()
-        files = sorted(p for p in root.glob("*") if p.suffix in (".py", ".rules"))
+        files = [p for root in roots
+                 for p in sorted(root.glob("*")) if p.suffix in (".py", ".rules")]
         for p in files:
-            h.update(p.name.encode() + b"\0" + p.read_bytes())
+            h.update(str(p.relative_to(package)).encode() + b"\0" + p.read_bytes())
         _BACKEND_HASHES[machine] = h.hexdigest()[:16] if files else "none"
     return _BACKEND_HASHES[machine]
 
@@ -436,13 +441,36 @@ class CompiledComponent:
     Every module's ``CompiledModule`` shares ``text``, relocations and the
     trampolines (one per signature for the whole component); ``sections`` are
     the component's other sections (types, imports, instances, aliases,
-    canonical functions, exports), kept raw: the runtime does not instantiate
-    components yet.
+    canonical functions, exports), kept raw and decoded again by
+    ``wasmlower.component`` when the component is loaded.
     """
 
     modules: list[CompiledModule]
     sections: list[tuple[int, bytes]]
     target: str = "x86_64"
+
+    def __post_init__(self) -> None:
+        from ..component.decode import core_module_names
+        for m in self.modules:
+            m.shared = self
+        self.module_names = core_module_names(self.sections)
+
+    def module_label(self, k: int) -> str:
+        """How backtraces name core module ``k``: its name in the component's name
+        section, else ``module{k}``."""
+        return self.module_names.get(k) or f"module{k}"
+
+    @property
+    def functions(self) -> list[CompiledFunction]:
+        """Every function of every module, named ``module!function`` (for symbolication)."""
+        out = []
+        for k, m in enumerate(self.modules):
+            label = self.module_label(k)
+            for f in m.functions:
+                name = f.name or m.module.func_names.get(f.index) or f"func[{f.index}]"
+                out.append(CompiledFunction(f.index, f"{label}!{name}", f.offset, f.size,
+                                            f.addrmap, f.traps))
+        return out
 
     def __getattr__(self, name: str) -> Any:
         # text, relocs, host_to_wasm, wasm_to_host, trap_routine, libcall_names

@@ -443,11 +443,15 @@ def _is_emulated(compiled: Any) -> bool:
 
 
 def code_mapping(compiled: Any) -> native.CodeMapping:
-    """The executable mapping of ``compiled``'s text, shared by all its live instances.
+    """The executable mapping of ``compiled``'s text, shared by all its live instances
+    (and by all modules of a component).
 
     The cache holds both sides weakly (the mapping refers to ``compiled``), so
     the code is unmapped once no instance or function uses it.
     """
+    # The core modules of a component share its text: one mapping for all of them,
+    # whose symbol table names every module's functions.
+    compiled = getattr(compiled, "shared", None) or compiled
     if _is_emulated(compiled):          # AArch64 code runs under unicorn (runtime/emulated.py)
         from wasmlower.runtime import emulated
         return emulated.code_mapping(compiled)
