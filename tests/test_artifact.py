@@ -310,3 +310,48 @@ def test_compiler_builder_engine_artifacts_agree() -> None:
     b = CompilerBuilder("x86_64").set("opt_level", 2)
     data = Engine(builder=b).precompile_module(RICH)
     Module.deserialize(Engine(opt_level=2), data)
+
+
+# --- code mapped from the file's pages --------------------------------------------------
+
+
+def _maps_of(path: Path) -> list[str]:
+    return [line for line in Path("/proc/self/maps").read_text().splitlines()
+            if line.endswith(str(path))]
+
+
+def test_deserialize_file_runs_code_from_the_files_pages(tmp_path: Path) -> None:
+    engine = Engine()
+    path = tmp_path / "sum.cwasm"
+    path.write_bytes(engine.precompile_module((REPO / "examples" / "sum.wasm").read_bytes()))
+    header = artifact.read_header(memoryview(path.read_bytes()))
+    assert header.sections[artifact.SEC_TEXT][0] % mmap.PAGESIZE == 0   # text on its own page
+    module = Module.deserialize_file(engine, path)
+    file_text = module.compiled.file_text
+    assert file_text is not None
+    instance = Instance(module)
+    assert instance._mapping.base == file_text.base           # no copy
+    assert instance.exports["sum"](100) == 5050
+    assert any(" r-xp " in line for line in _maps_of(path))
+    # From bytes (no file) the code is copied into an anonymous mapping instead.
+    copied = Instance(Module.deserialize(engine, path.read_bytes()))
+    assert copied._mapping.file_text is None and copied.exports["sum"](10) == 55
+
+
+def test_file_text_refuses_changed_pages(tmp_path: Path) -> None:
+    from wasmlower.runtime.native import FileText
+    path = tmp_path / "t.bin"
+    path.write_bytes(b"\xc3" * 100)
+    with open(path, "rb") as f:
+        assert FileText(f.fileno(), 0, b"\xc3" * 100).text_size == 100
+        with pytest.raises(ArtifactError, match="changed while it was being loaded"):
+            FileText(f.fileno(), 0, b"\xc3" * 99 + b"\x90")
+
+
+def test_written_text_has_its_calls_resolved() -> None:
+    engine = Engine()
+    compiled = Module(engine, (REPO / "examples" / "fib.wasm").read_bytes()).compiled
+    data = engine.precompile_module((REPO / "examples" / "fib.wasm").read_bytes())
+    off, size = artifact.read_header(memoryview(data)).sections[artifact.SEC_TEXT][:2]
+    assert compiled.relocs                              # fib calls itself
+    assert data[off:off + size] == artifact.apply_relocs(compiled.text, compiled.relocs)

@@ -41,3 +41,5 @@ class CompiledModule:
     stats: dict[str, float] = field(default_factory=dict)   # seconds per pipeline stage
     # The component whose text this module shares (its code is mapped once for all).
     shared: Any = field(default=None, repr=False, compare=False)
+    # The text mapped executable from an artifact file (runtime.native.FileText), if any.
+    file_text: Any = field(default=None, repr=False, compare=False)

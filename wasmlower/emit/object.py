@@ -45,9 +45,11 @@ from typing import Any
 from ..errors import ArtifactError
 from .compiled import CompiledFunction, CompiledModule
 from .elf import MACHINES, Reloc, Section, Symbol, write_object
+from .relocs import apply_relocs
 
 OS_ABI = 0x57               # ours: "W"
 E_FLAGS_MODULE = 0
+TEXT_FILE_ALIGN = 0x1000    # .text starts on a page of the file (mappable in place)
 E_FLAGS_COMPONENT = 1
 FORMAT_VERSION = 1
 KINDS = {"module": E_FLAGS_MODULE, "component": E_FLAGS_COMPONENT}
@@ -448,6 +450,7 @@ class CompiledComponent:
     modules: list[CompiledModule]
     sections: list[tuple[int, bytes]]
     target: str = "x86_64"
+    file_text: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         from ..component.decode import core_module_names
@@ -607,7 +610,10 @@ def _write(modules: list[CompiledModule], engine: dict,
             o.blob(raw)
         contents[SEC_COMPONENT] = bytes(o.buf)
         names_.append(SEC_COMPONENT)
-    sections = [Section(SEC_TEXT, bytes(first.text), flags="ax", align=16)]
+    # Final code (calls resolved) on its own pages: a loader can map it executable
+    # from the file as it is (load_artifact_file).
+    text = apply_relocs(first.text, first.relocs)
+    sections = [Section(SEC_TEXT, text, flags="ax", align=TEXT_FILE_ALIGN)]
     sections += [Section(n, contents[n], align=8) for n in names_]
     sections.append(Section(SEC_DIGEST, bytes(DIGEST_SIZE), align=8))
     kind = "module" if component is None else "component"
@@ -905,15 +911,37 @@ def map_file(path: str | os.PathLike) -> Any:
 
 def load_artifact_file(path: str | os.PathLike, expected: dict,
                        kind: str = "module") -> Any:
+    """Load an artifact file.  Once every check has passed, native (x86-64) code is
+    mapped executable from the file's own pages rather than copied (``file_text``);
+    where that is impossible the runtime copies it as for ``load_artifact``."""
     data = map_file(path)
     try:
-        return load_artifact(data, expected, kind)
+        compiled = load_artifact(data, expected, kind)
+        _map_text_from_file(path, data, compiled)
+        return compiled
     finally:
         if isinstance(data, mmap.mmap):
             try:
                 data.close()
             except BufferError:     # a view is still referenced (a traceback): GC closes it
                 pass
+
+
+def _map_text_from_file(path: str | os.PathLike, data: Any, compiled: Any) -> None:
+    if not isinstance(data, mmap.mmap) or machine_of(compiled.target) != "x86_64":
+        return                      # read, not mapped; or code that runs under emulation
+    from ..runtime.native import FileText
+    off = read_header(memoryview(data)).sections[SEC_TEXT][0]
+    if off % mmap.PAGESIZE or not compiled.text:
+        return
+    try:
+        with open(path, "rb") as f:
+            file_text = FileText(f.fileno(), off, bytes(compiled.text))
+    except OSError:
+        return                      # e.g. a filesystem mounted noexec: copy instead
+    compiled.file_text = file_text
+    for m in getattr(compiled, "modules", ()):
+        m.file_text = file_text
 
 
 # --- compatibility (the old entry points) ---------------------------------------------

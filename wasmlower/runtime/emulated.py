@@ -57,7 +57,8 @@ import threading
 import weakref
 from typing import Any
 
-from wasmlower.errors import ArtifactError, LinkError
+from wasmlower.emit.relocs import apply_relocs
+from wasmlower.errors import LinkError
 from wasmlower.runtime import native
 
 __all__ = ["EXIT", "EmulationError", "call_wasm", "code_mapping", "is_emulated"]
@@ -115,25 +116,9 @@ def _code_range(addr: int) -> tuple[int, int] | None:
     return (start, end) if addr < end and ref() is not None else None
 
 
-def _apply_relocs(text: bytes, relocs) -> bytes:
-    """Resolve ``R_AARCH64_CALL26`` relocations (bl: imm26 = (target - place) >> 2)."""
-    out = bytearray(text)
-    for offset, kind, target, addend in relocs:
-        if kind != "R_AARCH64_CALL26":
-            raise ArtifactError(f"unsupported relocation type {kind!r} at {offset:#x}")
-        if not (0 <= offset <= len(out) - 4 and 0 <= target <= len(out)):
-            raise ArtifactError(f"relocation at {offset:#x} -> {target:#x} is outside the text")
-        delta = target + addend - offset
-        if delta % 4 or not -(1 << 27) <= delta < (1 << 27):
-            raise ArtifactError(f"relocation at {offset:#x} does not fit a bl")
-        insn = int.from_bytes(out[offset:offset + 4], "little") & 0xFC000000
-        out[offset:offset + 4] = (insn | ((delta >> 2) & 0x3FFFFFF)).to_bytes(4, "little")
-    return bytes(out)
-
-
 def map_code(text: bytes, relocs=(), compiled: Any = None) -> native.CodeMapping:
     """Map AArch64 ``text`` (read-only on the host, executable in the emulator)."""
-    mapping = native.CodeMapping(_apply_relocs(text, relocs), (), compiled)
+    mapping = native.CodeMapping(apply_relocs(text, relocs), (), compiled)
     _register_code(mapping)
     return mapping
 

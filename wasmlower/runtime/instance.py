@@ -461,7 +461,8 @@ def code_mapping(compiled: Any) -> native.CodeMapping:
         mapping = entry[1]()
         if mapping is not None:
             return mapping
-    mapping = native.CodeMapping(compiled.text, compiled.relocs, compiled)
+    mapping = native.CodeMapping(compiled.text, compiled.relocs, compiled,
+                                 getattr(compiled, "file_text", None))
     native.TRAMPOLINES.add(mapping, compiled.host_to_wasm, compiled.wasm_to_host,
                            compiled.trap_routine)
     try:

@@ -30,12 +30,12 @@ from __future__ import annotations
 import bisect
 import ctypes
 import mmap
-import struct
 import threading
 import weakref
 from collections.abc import Iterable
 from typing import Any
 
+from wasmlower.emit.relocs import PC32, apply_relocs
 from wasmlower.errors import ArtifactError, LinkError
 from wasmlower.runtime import signals
 
@@ -154,41 +154,63 @@ def _unmap_code(start: int, size: int) -> None:
 
 
 def _drain() -> None:
-    """Unregister and unmap finalized mappings; call without holding _REG_LOCK."""
+    """Unregister and unmap finalized mappings (size 0: unregister only, the pages
+    belong to a ``FileText``); call without holding _REG_LOCK."""
     while _PENDING_UNMAP:
-        start, size = _PENDING_UNMAP.pop()
+        start, size = _PENDING_UNMAP.pop(0)
         _unregister(start)
-        _munmap(start, size)
+        if size:
+            _munmap(start, size)
 
 
-_RELOC_PCREL = ("R_X86_64_PLT32", "R_X86_64_PC32")
+
+
+class FileText:
+    """A text section mapped executable straight from an artifact file's pages.
+
+    ``offset`` must be page-aligned and the file's text already resolved (the
+    artifact writer resolves relocations).  The pages are compared with
+    ``expected`` (the text the artifact checks verified) once mapped, so a
+    file changed between checking and mapping is refused.
+    """
+
+    def __init__(self, fd: int, offset: int, expected: bytes) -> None:
+        size = _page_round(len(expected))
+        addr = _mmap(None, size, PROT_READ | PROT_EXEC, _MAP_PRIVATE, fd, offset)
+        if addr is None or addr == _MAP_FAILED:
+            raise OSError(ctypes.get_errno(), "mmap of the artifact's text failed")
+        self.base, self.size, self.text_size = addr, size, len(expected)
+        self._finalizer = weakref.finalize(self, _unmap_code, addr, size)
+        if ctypes.string_at(addr, len(expected)) != expected:
+            self._finalizer()
+            raise ArtifactError("the artifact file changed while it was being loaded")
 
 
 class CodeMapping:
-    """Executable copy of a text blob; ``compiled`` (optional) describes its functions."""
+    """Executable code: a copy of a text blob (with ``relocs`` resolved), or the
+    pages of an artifact file (``file_text``); ``compiled`` (optional)
+    describes its functions."""
 
     def __init__(self, text: bytes, relocs: Iterable[tuple[int, str, int, int]] = (),
-                 compiled: Any = None) -> None:
+                 compiled: Any = None, file_text: FileText | None = None) -> None:
         self.compiled = compiled
         self.text_size = len(text)
         self.size = _page_round(len(text))
-        patched = bytearray(text)
-        for offset, kind, target, addend in relocs:
-            if not (0 <= offset <= len(text) - 4 and 0 <= target <= len(text)):
-                raise ArtifactError(f"relocation at {offset:#x} -> {target:#x} is outside the text")
-            if kind in _RELOC_PCREL:
-                value = target + addend - offset
-                if not -(1 << 31) <= value < (1 << 31):
-                    raise ArtifactError(f"relocation at {offset:#x} does not fit in 32 bits")
-                struct.pack_into("<i", patched, offset, value)
-            else:
-                raise ArtifactError(f"unsupported relocation type {kind!r} at {offset:#x}")
-        base = reserve(self.size, PROT_READ | PROT_WRITE)
+        self.file_text = file_text
+        for _offset, kind, _target, _addend in relocs:
+            if kind not in PC32:
+                raise ArtifactError(f"unsupported relocation type {kind!r} at {_offset:#x}")
+        patched = apply_relocs(text, relocs)
+        if file_text is not None and file_text.text_size == len(text):
+            base = file_text.base               # unmapped with the FileText, not here
+            self._finalizer = weakref.finalize(self, _unmap_code, base, 0)
+        else:
+            base = reserve(self.size, PROT_READ | PROT_WRITE)
+            self._finalizer = weakref.finalize(self, _unmap_code, base, self.size)
+            ctypes.memmove(base, patched, len(patched))
+            if not commit(base, self.size, PROT_READ | PROT_EXEC):
+                raise MemoryError("mprotect(PROT_READ|PROT_EXEC) failed")
         self.base = base
-        self._finalizer = weakref.finalize(self, _unmap_code, base, self.size)
-        ctypes.memmove(base, bytes(patched), len(patched))
-        if not commit(base, self.size, PROT_READ | PROT_EXEC):
-            raise MemoryError("mprotect(PROT_READ|PROT_EXEC) failed")
         # Function table for symbolization: sorted by start offset.
         funcs = sorted(getattr(compiled, "functions", ()) or (), key=lambda f: f.offset)
         self._funcs = funcs
