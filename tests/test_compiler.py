@@ -118,14 +118,62 @@ def test_enable_errors() -> None:
         CompilerBuilder("x86_64").enable("avx512")
 
 
+BITCOUNTS = wasmtime.wat2wasm("""(module
+  (func (export "clz32") (param i32) (result i32) (i32.clz (local.get 0)))
+  (func (export "ctz32") (param i32) (result i32) (i32.ctz (local.get 0)))
+  (func (export "pop32") (param i32) (result i32) (i32.popcnt (local.get 0)))
+  (func (export "clz64") (param i64) (result i64) (i64.clz (local.get 0)))
+  (func (export "ctz64") (param i64) (result i64) (i64.ctz (local.get 0)))
+  (func (export "pop64") (param i64) (result i64) (i64.popcnt (local.get 0))))""")
+
+
+def _bitcount_reference(name: str, x: int) -> int:
+    bits = 64 if name.endswith("64") else 32
+    x &= (1 << bits) - 1
+    if name.startswith("clz"):
+        return bits - x.bit_length()
+    if name.startswith("ctz"):
+        return bits if x == 0 else (x & -x).bit_length() - 1
+    return x.bit_count()
+
+
+@pytest.mark.parametrize("flags", [{"has_lzcnt": False}, {"has_bmi1": False},
+                                   {"has_popcnt": False},
+                                   {"has_lzcnt": False, "has_bmi1": False, "has_popcnt": False},
+                                   "x86-64-v2"])
+def test_isa_flags_switch_code_generation(flags: dict | str) -> None:
+    import random
+
+    from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+    builder = CompilerBuilder("x86_64")
+    if isinstance(flags, str):
+        builder.enable(flags)
+        flags = {"has_lzcnt": False, "has_bmi1": False}
+    for name, value in flags.items():
+        builder.set(name, value)
+    engine = Engine(builder=builder)
+    module = Module(engine, BITCOUNTS)
+    mnemonics = {i.mnemonic for i in Cs(CS_ARCH_X86, CS_MODE_64).disasm(module.compiled.text, 0)}
+    for flag, insn in (("has_lzcnt", "lzcnt"), ("has_bmi1", "tzcnt"), ("has_popcnt", "popcnt")):
+        assert (insn in mnemonics) == flags.get(flag, True), (flag, sorted(mnemonics))
+    exports = Instance(module).exports
+    rng = random.Random(7)
+    values = [0, 1, 2, 3, 0x80000000, 0xFFFFFFFF, 1 << 63, (1 << 64) - 1, 0x00F0_0000_0000_0000]
+    values += [rng.getrandbits(rng.choice((8, 32, 64))) for _ in range(60)]
+    for name in ("clz32", "ctz32", "pop32", "clz64", "ctz64", "pop64"):
+        for x in values:
+            arg = x & 0xFFFFFFFF if name.endswith("32") else x
+            arg = arg - (1 << 32) if name.endswith("32") and arg >> 31 else arg
+            arg = arg - (1 << 64) if name.endswith("64") and arg >> 63 else arg
+            assert exports[name](arg) == _bitcount_reference(name, x), (name, hex(x))
+
+
 def test_isa_flags_not_supported_yet() -> None:
-    with pytest.raises(UnsupportedError, match="has_lzcnt=false is not supported yet"):
-        CompilerBuilder("x86_64").set("has_lzcnt", False).build()
-    with pytest.raises(UnsupportedError, match="not supported yet"):
-        CompilerBuilder("x86_64").enable("x86-64-v2").build()
-    CompilerBuilder("x86_64").enable("x86-64-v2").enable("x86-64-v3").build()
+    with pytest.raises(UnsupportedError, match="has_sse41=false is not supported yet"):
+        CompilerBuilder("x86_64").set("has_sse41", False).build()
     with pytest.raises(CompileError):          # the engine reports it the same way
-        Engine(builder=CompilerBuilder("x86_64").set("has_popcnt", False))
+        Engine(builder=CompilerBuilder("x86_64").set("has_sse41", False))
+    CompilerBuilder("x86_64").enable("x86-64-v2").enable("x86-64-v3").build()
 
 
 def test_incremental_needs_a_store() -> None:

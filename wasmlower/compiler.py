@@ -119,8 +119,9 @@ _X64_PRESETS = (
 _AARCH64_FLAGS = (
     Setting("has_lse", "bool", False, "Large System Extensions (atomics)", isa=True),
 )
-#: ISA flags the x64 rules require (set to false: not supported yet)
-_X64_REQUIRED = ("has_sse41", "has_popcnt", "has_lzcnt", "has_bmi1")
+#: ISA flags the x64 rules require (set to false: not supported yet).  Without
+#: LZCNT, TZCNT or POPCNT the bit counts are expanded (ir.legalize.legalize_isa).
+_X64_REQUIRED = ("has_sse41",)
 
 
 def _arch(triple: str) -> str:
@@ -249,7 +250,7 @@ class CompilerBuilder:
             if off:
                 raise UnsupportedError(
                     f"{', '.join(f + '=false' for f in off)} is not supported yet: the x64 "
-                    f"lowering rules use these instructions unconditionally")
+                    f"lowering rules use ROUNDSS/ROUNDSD for float rounding unconditionally")
         return Compiler(self._triple, dict(self._values), self._cache)
 
 
@@ -500,6 +501,8 @@ class Compiler:
 
     def options(self, **kw: Any) -> Options:
         v = self._values
+        off = frozenset(k for k, on in self.isa_flags().items() if on is False)
+        kw.setdefault("isa_off", off)
         return Options(target="x86_64", opt_level=v["opt_level"], stress=v["regalloc_stress"],
                        check=v["regalloc_checker"] or v["verify_ir"], **kw)
 

@@ -29,6 +29,7 @@ class Options:
     stress: bool = False            # allocate with 3 registers per class (tests)
     check: bool = False             # verify the IR after each stage; check the allocation
     trace: list | None = None       # lowering trace records, for explain / rule counts
+    isa_off: frozenset[str] = frozenset()   # ISA flags set false (ir.legalize.legalize_isa)
     on_function: Callable[[str, Function], None] | None = None   # stage hook (explain)
 
 
@@ -80,10 +81,14 @@ def midend_rules():
     return load_rules([here / "opt.rules"], here / "preds.py", name="opt")
 
 
-def lower(func: Function, target: str = "x86_64", trace: list | None = None) -> Function:
-    """Lower generic ops to the target's machine ops with its rules."""
+def lower(func: Function, target: str = "x86_64", trace: list | None = None,
+          isa_off: frozenset[str] = frozenset()) -> Function:
+    """Lower generic ops to the target's machine ops with its rules (after expanding
+    the ops whose instructions the ISA flags in ``isa_off`` turn off)."""
+    from .ir.legalize import legalize_isa
     from .lower.driver import lower_function
     from .lower.isa import load_isa
+    legalize_isa(func, isa_off)
     isa = load_isa(_isa_name(target))
     lower_function(func, isa, trace=trace)
     _define_params(func, isa.name)
@@ -180,7 +185,7 @@ def render(module, index: int, opts: Options, timer: Timer, info: ModuleInfo | N
         optimize(func, module, opts.opt_level)
     _hook(opts, "optimize", func)
     with timer.stage("lower"):
-        lower(func, opts.target, opts.trace)
+        lower(func, opts.target, opts.trace, opts.isa_off)
     _hook(opts, "lower", func)
     with timer.stage("regalloc"):
         alloc, constraints = allocate(func, opts.target, stress=opts.stress, check=opts.check)
