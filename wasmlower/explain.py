@@ -9,13 +9,17 @@ emitter's rendered lines.
 Mechanism.  ``explain`` runs the pipeline's stage functions itself
 (``pipeline.decode``, ``translate``, ``optimize``, ``lower``, ``allocate``)
 on one function and prints the IR after each.  ``compile_lowered`` renders the
-allocated function with a subclass of the x64 emitter that records, for every
-rendered line, what it came from: the prologue, a machine op (whose ``rule``
-and ``loc`` the IR carries), a register-allocator move, a block-layout jump or
-an out-of-line trap stub.  The rendered lines are then matched one to one with
-the instructions keystone encoded (the emitter's invariant, also used by
-``pipeline._place``: every non-label line is exactly one instruction), and
-capstone disassembles each.
+allocated function with a subclass of the target's emitter (x86-64 or
+AArch64, ``isa/<isa>/emit.py``) that records, for every rendered line, what
+it came from: the prologue, a machine op (whose ``rule`` and ``loc`` the IR
+carries), a register-allocator move, a block-layout jump or an out-of-line
+trap stub.  The records are the ``notes`` of the emitter's ``Rendered``, which
+every rewrite of the lines keeps parallel to them (AArch64's branch
+relaxation turns one branch into three lines, all noted as the original).
+The rendered lines are then matched one to one with the instructions
+keystone encoded (the emitter's invariant, also used by ``pipeline._place``:
+every non-label line is exactly one instruction), and capstone disassembles
+each in the target's mode.
 
 Invariant of ``MachineCode.insts``: the i-th entry is the i-th encoded
 instruction; ``offset``/``size`` come from capstone's decoding of the bytes,
@@ -86,14 +90,14 @@ class _DefaultInfo:
         return list(LIBCALLS).index(name)
 
 
-def _tracing_emitter(func: Function, alloc, constraints, info):
-    """An x64 ``Emitter`` that records the origin of every rendered line in ``owners``."""
-    from .isa.x64.emit import Emitter
+def _tracing_emitter(func: Function, alloc, constraints, info, target: str = "x86_64"):
+    """The target's ``Emitter``, recording the origin of every rendered line in ``out.notes``."""
+    from .pipeline import _backend
 
-    class TracingEmitter(Emitter):
+    class TracingEmitter(_backend(target, "emit").Emitter):
         def __init__(self) -> None:
             super().__init__(func, alloc, constraints, info)
-            self.owners: list[tuple[str, Inst | None, str]] = []
+            self.out.notes = []         # per line: (origin, inst, detail)
             self.owner: tuple[str, Inst | None, str] = ("prologue", None, "")
             # Move lists are identified by object: the emitter is handed the very
             # lists stored in the allocation.
@@ -114,7 +118,7 @@ def _tracing_emitter(func: Function, alloc, constraints, info):
                 # A line rendered by the block loop itself: a layout jump.
                 owner = ("jump", None, "")
             super().line(text, kind, payload)
-            self.owners.append(owner)
+            self.out.notes.append(owner)
 
         def prologue(self) -> None:
             self.owner = ("prologue", None, "")
@@ -139,28 +143,32 @@ def _tracing_emitter(func: Function, alloc, constraints, info):
 
 
 def compile_lowered(func: Function, module_info=None, *, stress: bool = False,
-                    check: bool = False) -> MachineCode:
-    """Allocate, render and assemble a lowered x64 function; keep each instruction's origin.
+                    check: bool = False, target: str = "x86_64") -> MachineCode:
+    """Allocate, render and assemble a lowered function; keep each instruction's origin.
 
-    ``func`` must have been through ``pipeline.lower`` (or ``lower_function``
-    plus the ``x64.params`` pseudo-op).  ``module_info`` answers the emitter's
-    questions about the module (libcall slots); without one, the translator's
-    libcall table is used.
+    ``func`` must have been through ``pipeline.lower`` for ``target`` (or
+    ``lower_function`` plus the ``<isa>.params`` pseudo-op).  ``module_info``
+    answers the emitter's questions about the module (libcall slots); without
+    one, the translator's libcall table is used.
     """
     from . import pipeline
     from .emit.assemble import assemble, boundaries, disassemble
 
-    alloc, constraints = pipeline.allocate(func, stress=stress, check=check)
-    em = _tracing_emitter(func, alloc, constraints, module_info or _DefaultInfo())
+    arch = pipeline._arch(target)
+    alloc, constraints = pipeline.allocate(func, target, stress=stress, check=check)
+    em = _tracing_emitter(func, alloc, constraints, module_info or _DefaultInfo(), target)
     rendered = em.run()
-    code = assemble("\n".join(rendered.lines))
-    bounds = boundaries(code)
-    asm = disassemble(code)
+    code = assemble("\n".join(rendered.lines), arch)
+    bounds = boundaries(code, arch)
+    asm = disassemble(code, arch)
+    # The field a call's relocation patches: x86-64's rel32 after the opcode
+    # byte, AArch64's whole bl (as pipeline._place).
+    call_field = 0 if arch == "aarch64" else 1
     out = MachineCode(func, alloc, list(rendered.lines), code, [])
     k = 0
     pending_labels: list[str] = []
     for (kind, payload, loc), text, (origin, inst, detail) in zip(
-            rendered.info, rendered.lines, em.owners):
+            rendered.info, rendered.lines, rendered.notes):
         if kind == "label":
             pending_labels.append(str(payload))
             continue
@@ -173,7 +181,7 @@ def compile_lowered(func: Function, module_info=None, *, stress: bool = False,
         out.insts.append(MachineInst(off, size, code[off:off + size], asm[k][1], text, kind,
                                      payload, loc, origin, inst, detail))
         if kind == "call":
-            out.calls.append((off + 1, int(payload)))          # type: ignore[call-overload]
+            out.calls.append((off + call_field, int(payload)))   # type: ignore[call-overload]
         elif kind == "trap":
             out.traps.append((off + size, str(payload)))
         k += 1
@@ -239,11 +247,14 @@ def _operator_lines(body) -> list[str]:
 # explain
 # ---------------------------------------------------------------------------
 
+_ISAS = ("x64", "aarch64")
+
+
 def _isa_for(target: str) -> str:
     from .pipeline import _isa_name
     isa = _isa_name(target)
-    if isa != "x64":
-        raise CompileError(f"explain supports the x86_64 target only, not {target!r}")
+    if isa not in _ISAS:
+        raise CompileError(f"explain supports the x86_64 and aarch64 targets, not {target!r}")
     return isa
 
 
@@ -319,12 +330,12 @@ def explain(wasm: bytes, func: int, target: str = "x86_64", opt_level: int = 1) 
     tagged with the machine op and rule it came from and its wasm offset.
     """
     from . import pipeline
-    from .isa.x64.regs import regfile
     from .lower.driver import rule_counts
     from .lower.isa import load_isa
     from .regalloc import format_allocation
 
     isa_name = _isa_for(target)
+    regfile = pipeline._backend(target, "regs").regfile
     module = pipeline.decode(wasm)
     index = _check_index(module, func)
     body = module.codes[index]
@@ -364,7 +375,7 @@ def explain(wasm: bytes, func: int, target: str = "x86_64", opt_level: int = 1) 
         if label in sources:
             out.append(f"             {sources[label]}")
 
-    mc = compile_lowered(ir, pipeline.ModuleInfo(module))
+    mc = compile_lowered(ir, pipeline.ModuleInfo(module), target=target)
     out.append(_title("IR after register allocation (operand locations, moves)"))
     out.append(format_allocation(ir, mc.alloc, regfile()))
 

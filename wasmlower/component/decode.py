@@ -98,7 +98,7 @@ class _Reader:
         self.pos += 1
         return b
 
-    def u32(self) -> int:
+    def _leb(self, signed: bool) -> int:
         result = shift = 0
         while True:
             b = self.byte()
@@ -108,23 +108,18 @@ class _Reader:
                 break
             if shift >= 35:
                 raise self.malformed("integer representation too long")
+        if signed and b & 0x40:
+            result -= 1 << shift
+        return result
+
+    def u32(self) -> int:
+        result = self._leb(False)
         if result >= 1 << 32:
             raise self.malformed("integer too large")
         return result
 
     def s33(self) -> int:
-        result = shift = 0
-        while True:
-            b = self.byte()
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-            if shift >= 35:
-                raise self.malformed("integer representation too long")
-        if b & 0x40:
-            result -= 1 << shift
-        return result
+        return self._leb(True)
 
     def name(self) -> str:
         n = self.u32()

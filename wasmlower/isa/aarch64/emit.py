@@ -1,11 +1,11 @@
 """Render an allocated AArch64 function as assembly text for keystone.
 
-Each machine instruction's template is filled in with the locations the
-allocator gave its operands; moves the allocator asked for are rendered
-around it; trap sites branch to out-of-line stubs at the end of the
-function.  Every rendered line is one machine instruction or one label, so
-the n-th instruction line is the n-th instruction keystone encodes (the
-pipeline relies on that), and since every AArch64 instruction is 4 bytes the
+The block walk, template filling, labels and trap stubs are shared
+(``wasmlower/isa/emit.py``); this module gives them AArch64's instruction
+text: frame, moves (through ``mem_operand`` when an offset does not fit),
+trap stubs, and the builtins ``{li:REG:IMM}`` (``load_imm``), ``{call}``,
+``{targets}`` and ``{call_indirect}``.  Every rendered line is one machine
+instruction or one label, and since every AArch64 instruction is 4 bytes the
 emitter knows each line's offset before assembling: ``relax`` uses that to
 keep conditional branches in range.
 
@@ -23,14 +23,17 @@ Frame (docs/AARCH64.md)::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
-from ...errors import CodegenError
-from ...ir.function import Function, Inst
-from ...ir.ops import TRAP_CODES
+from wasmlower.ir.function import Function, Inst
+from wasmlower.ir.ops import TRAP_CODES
+from wasmlower.isa import emit as shared
+from wasmlower.isa.emit import Rendered
+
 from .regs import FLOAT_BASE, reg_name
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w]*)(?::([\w]+))?(?::([\w]+))?\}")
+__all__ = ["COND_RANGE", "TEST_RANGE", "Emitter", "FrameLayout", "Rendered", "load_imm",
+           "mem_operand", "relax", "render_function"]
+
 _LI = re.compile(r"^\{li:(\w+):(\w+)\}$")
 
 # Reach of the conditional branches in bytes (b.cond/cbz/cbnz: imm19 << 2;
@@ -80,15 +83,6 @@ def mem_operand(base: str, off: int, scratch: str = "x17") -> tuple[list[str], s
     return load_imm(scratch, off), f"[{base}, {scratch}]"
 
 
-@dataclass
-class Rendered:
-    """The assembly of one function and what each line came from."""
-    lines: list[str] = field(default_factory=list)
-    # per line: (kind, payload, wasm offset); kind "inst", "label", "call" (payload:
-    # callee index) or "trap" (payload: trap kind)
-    info: list[tuple[str, object, int | None]] = field(default_factory=list)
-
-
 class FrameLayout:
     def __init__(self, alloc, saved: list[int]) -> None:
         self.saved = saved
@@ -98,107 +92,39 @@ class FrameLayout:
         size += -size % 16
         self.size = size
 
-    def slot(self, s: int) -> int:
-        return self.spill_base + 8 * s
+    def slot(self, s: int) -> tuple[str, int]:
+        return "sp", self.spill_base + 8 * s
 
 
-class Emitter:
-    def __init__(self, func: Function, alloc, constraints, module_info) -> None:
-        from ...regalloc import constraints as rc
-        self.rc = rc
-        self.func = func
-        self.alloc = alloc
-        self.constraints = constraints
-        self.info = module_info
-        saved = sorted(alloc.used_callee_saved)
-        self.frame = FrameLayout(alloc, saved)
-        self.out = Rendered()
-        self.stubs: list[tuple[str, str, int | None]] = []   # (label, trap kind, loc)
-        self.nlabel = 0
-        self.loc: int | None = None
-        # Labels carry the function index, so many functions can share one
-        # keystone call without their labels colliding.
-        self.tag = f"{func.meta.get('wasm_index', 0)}_"
-
-    # -- output helpers ----------------------------------------------------
-    def line(self, text: str, kind: str = "inst", payload: object = None) -> None:
-        self.out.lines.append(text)
-        self.out.info.append((kind, payload, self.loc))
-
-    def label(self, name: str) -> None:
-        self.line(f"{name}:", "label", name)
-
-    def fresh(self) -> str:
-        self.nlabel += 1
-        return f".Ll{self.tag}{self.nlabel}"
-
-    def trap_label(self, kind: str) -> str:
-        label = f".Lt{self.tag}{len(self.stubs)}"
-        self.stubs.append((label, kind, self.loc))
-        return label
+class Emitter(shared.Emitter):
+    FrameLayout = FrameLayout
+    JUMP = "b"
+    SP, FP = "sp", "x29"
+    STACK_OPERANDS = False              # load/store architecture: operands are registers
 
     # -- locations ---------------------------------------------------------
-    def stack_addr(self, loc: int) -> tuple[str, int]:
-        kind, n = self.rc.decode_stack_loc(loc)
-        if kind == "spill":
-            return "sp", self.frame.slot(n)
-        if kind == "arg":
-            return "sp", 8 * n
-        return "x29", 16 + 8 * n                         # incoming parameter
+    def operand(self, loc: int, width: int = 64) -> str:
+        return reg_name(loc, width)
 
-    def move(self, src: int, dst: int, cls: int) -> None:
-        if src == dst:
-            return
-        if src >= 0 and dst >= 0:
-            if src >= FLOAT_BASE or dst >= FLOAT_BASE:
-                self.line(f"fmov {reg_name(dst)}, {reg_name(src)}")
-            else:
-                self.line(f"mov {reg_name(dst)}, {reg_name(src)}")
-            return
-        if src >= 0:
-            op, reg, loc = "str", src, dst
-        elif dst >= 0:
-            op, reg, loc = "ldr", dst, src
+    def copy(self, dst: int, src: int) -> None:
+        if src >= FLOAT_BASE or dst >= FLOAT_BASE:
+            self.line(f"fmov {reg_name(dst)}, {reg_name(src)}")
         else:
-            raise CodegenError("stack-to-stack move reached the emitter")
+            self.line(f"mov {reg_name(dst)}, {reg_name(src)}")
+
+    def store(self, src: int, loc: int) -> None:
+        self.access("str", src, loc)
+
+    def load(self, dst: int, loc: int) -> None:
+        self.access("ldr", dst, loc)
+
+    def access(self, op: str, reg: int, loc: int) -> None:
         setup, addr = mem_operand(*self.stack_addr(loc))
         for ln in setup:
             self.line(ln)
         self.line(f"{op} {reg_name(reg)}, {addr}")
 
-    def moves(self, moves) -> None:
-        for src, dst, cls in moves or ():
-            self.move(src, dst, cls)
-
-    # -- the function --------------------------------------------------------
-    def run(self) -> Rendered:
-        f = self.func
-        order = getattr(self.alloc, "order", None) or f.blocks
-        self.label(f"func_{f.meta.get('wasm_index', 0)}")
-        self.prologue()
-        for i, b in enumerate(order):
-            nxt = order[i + 1] if i + 1 < len(order) else None
-            self.label(f".Lb{self.tag}{b.id}")
-            for inst in b.insts:
-                self.loc = inst.loc
-                self.moves(self.alloc.before.get(inst))
-                if inst.op == "jump":
-                    self.moves(self.alloc.edge_moves.get(b))
-                    if inst.targets[0].block is not nxt:
-                        self.line(f"b .Lb{self.tag}{inst.targets[0].block.id}")
-                    continue
-                self.render(inst, nxt)
-                self.moves(self.alloc.after.get(inst))
-        for label, kind, loc in self.stubs:
-            self.loc = loc
-            self.line(label + ":", "label", label)
-            if kind != "pending":
-                self.line(f"mov w1, #{TRAP_CODES[kind]}")
-            self.line("ldr x16, [x28, #56]")
-            self.line("blr x16", "trap", kind)
-        relax(self.out, self.tag)
-        return self.out
-
+    # -- frame and traps -----------------------------------------------------
     def prologue(self) -> None:
         self.loc = None
         self.line("stp x29, x30, [sp, #-16]!")
@@ -223,76 +149,22 @@ class Emitter:
                for i, r in enumerate(self.frame.saved)]
         return out + ["mov sp, x29", "ldp x29, x30, [sp], #16", "ret"]
 
-    # -- one instruction -------------------------------------------------------
-    def render(self, inst: Inst, nxt) -> None:
-        decl = inst.info.decl
-        if decl is None:
-            raise CodegenError(f"no machine op for `{inst!r}` reached the emitter")
-        locs = self.alloc.operand_locs.get(inst, ())
-        env: dict[str, str | int] = {}
-        regs: dict[str, int] = {}
-        if not (decl.variadic or decl.variadic_results):
-            names = [o.name for o in decl.operands]
-            names += ["out" if len(decl.results) == 1 else f"out{i}"
-                      for i in range(len(decl.results))]
-            names += [t.name for t in decl.temps]
-            for name, loc in zip(names, locs):
-                if loc < 0:
-                    raise CodegenError(f"{inst.op}: operand {name} was not given a register")
-                regs[name] = loc
-        for d, v in zip(decl.imms, inst.imm):
-            env[d.name] = v
-        labels: dict[str, str] = {}
-        lines: list[str] = []
-        for raw in decl.template.split("\n"):
-            text = raw.strip()
-            special = self.builtin(text, inst, locs, nxt)
-            if special is not None:
-                lines.extend(special)
-                continue
-            m = _LI.match(text)
-            if m:
-                reg, imm = m.group(1), m.group(2)
-                reg = reg_name(regs[reg]) if reg in regs else reg
-                lines.extend(load_imm(reg, int(env[imm])))
-                continue
+    def trap_stub(self, kind: str) -> None:
+        if kind != "pending":
+            self.line(f"mov w1, #{TRAP_CODES[kind]}")
+        self.line("ldr x16, [x28, #56]")
+        self.line("blr x16", "trap", kind)
 
-            def sub(m: re.Match) -> str:
-                name, arg = m.group(1), m.group(2)
-                if name in regs:
-                    return reg_name(regs[name], int(arg) if arg else 64)
-                if name == "trap":
-                    kind = env.get(arg, arg)
-                    return self.trap_label(str(kind))
-                if name in env:
-                    return str(env[name])
-                if name.startswith("L"):
-                    if name not in labels:
-                        labels[name] = self.fresh()
-                    return labels[name]
-                if name == "then":
-                    return f".Lb{self.tag}{inst.targets[0].block.id}"
-                if name == "else":
-                    return f".Lb{self.tag}{inst.targets[1].block.id}"
-                if name == "slot":
-                    return str(8 * self.info.libcall_slot(inst.imm[0]))
-                raise CodegenError(f"template of {inst.op} has unknown placeholder {{{name}}}")
-            lines.append(_PLACEHOLDER.sub(sub, raw))
-        # Fall through instead of branching to the next block.
-        if (decl.branch and decl.name != "br_table" and lines and nxt is not None and len(inst.targets) == 2
-                and lines[-1] == f"b .Lb{self.tag}{nxt.id}"):
-            lines.pop()
-        for ln in lines:
-            if ln.endswith(":"):
-                self.label(ln[:-1])
-            else:
-                self.line(ln)
+    def finish(self) -> None:
+        relax(self.out, self.tag)
 
-    def builtin(self, text: str, inst: Inst, locs, nxt) -> list[str] | None:
-        if text == "{nothing}":
-            return []
-        if text == "{epilogue}":
-            return self.epilogue()
+    # -- AArch64's own builtins ------------------------------------------------
+    def builtin(self, text: str, inst: Inst, locs, nxt, regs, env) -> list[str] | None:
+        m = _LI.match(text)
+        if m:
+            reg, imm = m.group(1), m.group(2)
+            reg = reg_name(regs[reg]) if reg in regs else reg
+            return load_imm(reg, int(env[imm]))
         if text == "{call}":
             # A branch to itself, patched when the functions are laid out
             # (keystone cannot leave a relocation, and an unresolved symbol
@@ -311,10 +183,10 @@ class Emitter:
             else:
                 out += load_imm("x17", n)
                 out.append(f"cmp {idx}, w17")
-            out.append(f"b.hs .Lb{self.tag}{default.block.id}")
+            out.append(f"b.hs {self.block_label(default.block)}")
             tab = self.fresh()
             out += [f"adr x16, {tab}", f"add x16, x16, {idx}, uxtw #2", "br x16", f"{tab}:"]
-            out += [f"b .Lb{self.tag}{t.block.id}" for t in table]
+            out += [self.jump(self.block_label(t.block)) for t in table]
             return out
         if text == "{call_indirect}":
             ty, table = inst.imm
@@ -340,14 +212,16 @@ class Emitter:
                 "blr x16",
                 "ldur x28, [x29, #-8]",
             ]
-        return None
+        return super().builtin(text, inst, locs, nxt, regs, env)
 
 
-def relax(out: Rendered, tag: str = "", cond_range: int | None = None, test_range: int | None = None) -> int:
+def relax(out: Rendered, tag: str = "", cond_range: int | None = None,
+          test_range: int | None = None) -> int:
     """Rewrite conditional branches whose label is out of reach; return how many.
 
     ``b.cc L`` becomes ``b.!cc skip; b L; skip:`` (cbz <-> cbnz, tbz <-> tbnz
-    likewise).  Preserves semantics: the pair branches to L exactly when the
+    likewise); the three lines share the original's ``info`` wasm offset and
+    its ``notes`` entry.  Preserves semantics: the pair branches to L exactly when the
     original did and falls through otherwise.  Each rewrite moves later code
     by 4 bytes, which can push other branches out of range, so it repeats
     until nothing changes (it terminates: branches are only ever rewritten
@@ -393,6 +267,8 @@ def relax(out: Rendered, tag: str = "", cond_range: int | None = None, test_rang
             new = f"{inv} {rest}, {skip}" if rest else f"{inv} {skip}"
             out.lines[i:i + 1] = [new, f"b {target}", f"{skip}:"]
             out.info[i:i + 1] = [(kind, payload, loc), ("inst", None, loc), ("label", skip, loc)]
+            if out.notes is not None:
+                out.notes[i:i + 1] = [out.notes[i]] * 3
             total += 1
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 # The target-independent helpers are re-exported for the rule loader.
 from wasmlower.isa.preds import is64, isf32, isf64, log2, mask, pow2
 
-__all__ = ["cond", "fcond", "is64", "isf32", "isf64", "log2", "mask", "memimm", "neg", "nimm12", "pow2", "uimm12", "vmoff"]
+__all__ = ["bit_index", "cond", "fcond", "is64", "isf32", "isf64", "log2", "logimm", "mask",
+           "memimm", "neg", "nimm12", "pow2", "single_bit", "uimm12", "vmoff"]
 
 
 _COND = {"eq": "eq", "ne": "ne", "slt": "lt", "sle": "le", "sgt": "gt", "sge": "ge",
@@ -51,3 +52,38 @@ _FCOND = {"eq": "eq", "ne": "ne", "lt": "mi", "le": "ls", "gt": "gt", "ge": "ge"
 def fcond(cc: str) -> str:
     """The AArch64 condition of an IR float comparison (false when unordered, but ne)."""
     return _FCOND[cc]
+
+
+def logimm(k: int, bits: int) -> bool:
+    """k, as a ``bits``-bit pattern, is a bitmask immediate of and/orr/eor (32 or 64 bits).
+
+    Such a value is an element of e = 2, 4, ..., ``bits`` bits repeated to
+    fill the register, the element being a run of 1 to e-1 ones rotated by
+    any amount (Arm ARM, DecodeBitMasks).  So 0 and all ones are not.
+    """
+    v = k & ((1 << bits) - 1)
+    if v == 0 or v == (1 << bits) - 1:
+        return False
+    size = bits
+    # Halve the element while its two halves are equal (v repeats them).
+    while size > 2:
+        half = size // 2
+        low = v & ((1 << half) - 1)
+        if (v >> half) & ((1 << half) - 1) != low:
+            break
+        size = half
+    elem = v & ((1 << size) - 1)
+    # A rotated run of ones has exactly two bit changes around the circle.
+    rotated = (elem >> 1) | ((elem & 1) << (size - 1))
+    return (elem ^ rotated).bit_count() == 2
+
+
+def single_bit(k: int, bits: int) -> bool:
+    """k, as a ``bits``-bit pattern, has exactly one bit set (so tbz/tbnz can test it)."""
+    return (k & ((1 << bits) - 1)).bit_count() == 1
+
+
+def bit_index(k: int, bits: int) -> int:
+    """The index of the lowest set bit of k as a ``bits``-bit pattern."""
+    v = k & ((1 << bits) - 1)
+    return (v & -v).bit_length() - 1

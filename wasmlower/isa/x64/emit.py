@@ -1,11 +1,12 @@
 """Render an allocated x86-64 function as assembly text for keystone.
 
-Each machine instruction's template is filled in with the locations the
-allocator gave its operands; moves the allocator asked for are rendered
-around it; trap sites branch to out-of-line stubs at the end of the
-function.  Every rendered line is one machine instruction or one label, so
-the n-th instruction line is the n-th instruction keystone encodes — the
-emitter relies on that to recover offsets (``emit.assemble.boundaries``).
+The block walk, template filling, labels and trap stubs are shared
+(``wasmlower/isa/emit.py``); this module gives them x86-64's instruction text:
+frame, moves, operands (a register or a stack slot), trap stubs, and the
+builtins ``{targets}``, ``{call_indirect}`` and ``{callee}``.  Every rendered
+line is one machine instruction or one label, so the n-th instruction line
+is the n-th instruction keystone encodes — the emitter relies on that to
+recover offsets (``emit.assemble.boundaries``).
 
 Frame (docs/ABI.md): ``[rbp-8]`` saved r15, then the callee-saved registers
 the allocation uses, then spill slots; outgoing stack arguments at
@@ -15,24 +16,14 @@ the allocation uses, then spill slots; outgoing stack arguments at
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from wasmlower.ir.function import Function, Inst
+from wasmlower.ir.ops import TRAP_CODES
+from wasmlower.isa import emit as shared
+from wasmlower.isa.emit import Rendered
 
-from ...errors import CodegenError
-from ...ir.function import Function, Inst
-from ...ir.ops import TRAP_CODES
-from .regs import reg_name
+from .regs import FLOAT_BASE, reg_name
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w]*)(?::([\w]+))?\}")
-
-
-@dataclass
-class Rendered:
-    """The assembly of one function and what each line came from."""
-    lines: list[str] = field(default_factory=list)
-    # per line: (kind, payload, wasm offset); kind "inst", "label", "call" (payload:
-    # callee index) or "trap" (payload: trap kind)
-    info: list[tuple[str, object, int | None]] = field(default_factory=list)
+__all__ = ["Emitter", "FrameLayout", "Rendered", "render_function"]
 
 
 class FrameLayout:
@@ -44,47 +35,24 @@ class FrameLayout:
         size += (8 - size) % 16                      # push rbp; push r15; sub -> aligned
         self.size = size
 
-    def slot(self, s: int) -> str:
-        return f"qword ptr [rbp-{self.spill_base + 8 * s}]"
+    def slot(self, s: int) -> tuple[str, int]:
+        return "rbp", -(self.spill_base + 8 * s)
 
 
-class Emitter:
+class Emitter(shared.Emitter):
+    FrameLayout = FrameLayout
+    JUMP = "jmp"
+    SP, FP = "rsp", "rbp"
+    STACK_OPERANDS = True
+
     def __init__(self, func: Function, alloc, constraints, module_info) -> None:
-        from ...regalloc import constraints as rc
-        self.rc = rc
-        self.func = func
-        self.alloc = alloc
-        self.constraints = constraints
-        self.info = module_info          # num_imported_funcs, libcall slot by name
-        saved = sorted(alloc.used_callee_saved)
-        self.frame = FrameLayout(alloc, saved)
-        self.out = Rendered()
-        self.stubs: list[tuple[str, str, int | None]] = []   # (label, trap kind, loc)
-        self.nlabel = 0
-        self.loc: int | None = None
+        super().__init__(func, alloc, constraints, module_info)
         # (slot loc, register) of a spill store that is the last line emitted
         self.stored: tuple[int, int] | None = None
-        # Labels carry the function index, so many functions can share one
-        # keystone call (emit.assemble) without their labels colliding.
-        self.tag = f"{func.meta.get('wasm_index', 0)}_"
 
-    # -- output helpers ----------------------------------------------------
     def line(self, text: str, kind: str = "inst", payload: object = None) -> None:
-        self.out.lines.append(text)
-        self.out.info.append((kind, payload, self.loc))
+        super().line(text, kind, payload)
         self.stored = None
-
-    def label(self, name: str) -> None:
-        self.line(f"{name}:", "label", name)
-
-    def fresh(self) -> str:
-        self.nlabel += 1
-        return f".Ll{self.tag}{self.nlabel}"
-
-    def trap_label(self, kind: str) -> str:
-        label = f".Lt{self.tag}{len(self.stubs)}"
-        self.stubs.append((label, kind, self.loc))
-        return label
 
     # -- locations ---------------------------------------------------------
     def operand(self, loc: int, width: int = 64) -> str:
@@ -93,71 +61,33 @@ class Emitter:
         return self.mem(loc)
 
     def mem(self, loc: int) -> str:
-        kind, n = self.rc.decode_stack_loc(loc)
-        if kind == "spill":
-            return self.frame.slot(n)
-        if kind == "arg":
-            return f"qword ptr [rsp+{8 * n}]"
-        return f"qword ptr [rbp+{16 + 8 * n}]"           # incoming parameter
+        base, off = self.stack_addr(loc)
+        return f"qword ptr [{base}{'-' if off < 0 else '+'}{abs(off)}]"
 
-    def move(self, src: int, dst: int, cls: int) -> None:
-        if src == dst:
-            return
-        if src >= 0 and dst >= 0:
-            if src >= 16 or dst >= 16:
-                if src >= 16 and dst >= 16:
-                    self.line(f"movaps {reg_name(dst)}, {reg_name(src)}")
-                else:
-                    self.line(f"movq {reg_name(dst)}, {reg_name(src)}")
-            else:
-                self.line(f"mov {reg_name(dst)}, {reg_name(src)}")
-        elif src >= 0:
-            op = "movsd" if src >= 16 else "mov"
-            self.line(f"{op} {self.mem(dst)}, {reg_name(src)}")
-            self.stored = (dst, src)
-        elif dst >= 0:
-            if self.stored is not None and self.stored[0] == src:
-                # The slot was written from a register by the line just before
-                # (no label in between, so no other path reaches here): that
-                # register still holds the value.
-                self.move(self.stored[1], dst, cls)
-                return
-            op = "movsd" if dst >= 16 else "mov"
-            self.line(f"{op} {reg_name(dst)}, {self.mem(src)}")
+    def copy(self, dst: int, src: int) -> None:
+        if src >= FLOAT_BASE and dst >= FLOAT_BASE:
+            self.line(f"movaps {reg_name(dst)}, {reg_name(src)}")
+        elif src >= FLOAT_BASE or dst >= FLOAT_BASE:
+            self.line(f"movq {reg_name(dst)}, {reg_name(src)}")
         else:
-            raise CodegenError("stack-to-stack move reached the emitter")
+            self.line(f"mov {reg_name(dst)}, {reg_name(src)}")
 
-    def moves(self, moves) -> None:
-        for src, dst, cls in moves or ():
-            self.move(src, dst, cls)
+    def store(self, src: int, loc: int) -> None:
+        op = "movsd" if src >= FLOAT_BASE else "mov"
+        self.line(f"{op} {self.mem(loc)}, {reg_name(src)}")
+        self.stored = (loc, src)
 
-    # -- the function --------------------------------------------------------
-    def run(self) -> Rendered:
-        f = self.func
-        order = getattr(self.alloc, "order", None) or f.blocks
-        self.label(f"func_{f.meta.get('wasm_index', 0)}")
-        self.prologue()
-        for i, b in enumerate(order):
-            nxt = order[i + 1] if i + 1 < len(order) else None
-            self.label(f".Lb{self.tag}{b.id}")
-            for inst in b.insts:
-                self.loc = inst.loc
-                self.moves(self.alloc.before.get(inst))
-                if inst.op == "jump":
-                    self.moves(self.alloc.edge_moves.get(b))
-                    if inst.targets[0].block is not nxt:
-                        self.line(f"jmp .Lb{self.tag}{inst.targets[0].block.id}")
-                    continue
-                self.render(inst, nxt)
-                self.moves(self.alloc.after.get(inst))
-        for label, kind, loc in self.stubs:
-            self.loc = loc
-            self.line(label + ":", "label", label)
-            if kind != "pending":
-                self.line(f"mov esi, {TRAP_CODES[kind]}")
-            self.line("call qword ptr [r15+56]", "trap", kind)
-        return self.out
+    def load(self, dst: int, loc: int) -> None:
+        if self.stored is not None and self.stored[0] == loc:
+            # The slot was written from a register by the line just before
+            # (no label in between, so no other path reaches here): that
+            # register still holds the value.
+            self.move(self.stored[1], dst, 0)
+            return
+        op = "movsd" if dst >= FLOAT_BASE else "mov"
+        self.line(f"{op} {reg_name(dst)}, {self.mem(loc)}")
 
+    # -- frame and traps -----------------------------------------------------
     def prologue(self) -> None:
         self.loc = None
         self.line("push rbp")
@@ -176,80 +106,32 @@ class Emitter:
                for i, r in enumerate(self.frame.saved)]
         return out + ["leave", "ret"]
 
-    # -- one instruction -------------------------------------------------------
-    def render(self, inst: Inst, nxt) -> None:
-        decl = inst.info.decl
-        if decl is None:
-            raise CodegenError(f"no machine op for `{inst!r}` reached the emitter")
-        locs = self.alloc.operand_locs.get(inst, ())
-        env: dict[str, str | int] = {}
-        widths: dict[str, int] = {}
-        if not (decl.variadic or decl.variadic_results):
-            names = [o.name for o in decl.operands]
-            names += ["out" if len(decl.results) == 1 else f"out{i}"
-                      for i in range(len(decl.results))]
-            names += [t.name for t in decl.temps]
-            for name, loc in zip(names, locs):
-                widths[name] = loc
-        for d, v in zip(decl.imms, inst.imm):
-            env[d.name] = v
-        labels: dict[str, str] = {}
-        text = decl.template
-        lines: list[str] = []
-        for raw in text.split("\n"):
-            special = self.builtin(raw.strip(), inst, locs, nxt)
-            if special is not None:
-                lines.extend(special)
-                continue
+    def trap_stub(self, kind: str) -> None:
+        if kind != "pending":
+            self.line(f"mov esi, {TRAP_CODES[kind]}")
+        self.line("call qword ptr [r15+56]", "trap", kind)
 
-            def sub(m: re.Match) -> str:
-                name, arg = m.group(1), m.group(2)
-                if name in widths:
-                    return self.operand(widths[name], int(arg) if arg else 64)
-                if name == "trap":
-                    kind = env.get(arg, arg)
-                    return self.trap_label(str(kind))
-                if name in env:
-                    return str(env[name])
-                if name.startswith("L"):
-                    if name not in labels:
-                        labels[name] = self.fresh()
-                    return labels[name]
-                if name == "then":
-                    return f".Lb{self.tag}{inst.targets[0].block.id}"
-                if name == "else":
-                    return f".Lb{self.tag}{inst.targets[1].block.id}"
-                if name == "callee":
-                    return f"func_{inst.imm[0]}"
-                if name == "slot":
-                    return str(8 * self.info.libcall_slot(inst.imm[0]))
-                raise CodegenError(f"template of {inst.op} has unknown placeholder {{{name}}}")
-            lines.append(_PLACEHOLDER.sub(sub, raw))
-        # Fall through instead of jumping to the next block.
-        if (decl.branch and lines and nxt is not None and len(inst.targets) == 2
-                and lines[-1] == f"jmp .Lb{self.tag}{nxt.id}"):
-            lines.pop()
-        for ln in lines:
-            if ln.endswith(":"):
-                self.label(ln[:-1])
-            elif ln.startswith("call func_"):
-                self.line(ln, "call", int(ln[len("call func_"):]))
-            else:
-                self.line(ln)
+    # -- x64's own placeholders ------------------------------------------------
+    def placeholder(self, name: str, arg: str | None, inst: Inst) -> str | None:
+        if name == "callee":
+            return f"func_{inst.imm[0]}"
+        return None
 
-    def builtin(self, text: str, inst: Inst, locs, nxt) -> list[str] | None:
-        if text == "{nothing}":
-            return []
-        if text == "{epilogue}":
-            return self.epilogue()
+    def template_line(self, text: str) -> None:
+        if text.startswith("call func_"):
+            self.line(text, "call", int(text[len("call func_"):]))
+        else:
+            self.line(text)
+
+    def builtin(self, text: str, inst: Inst, locs, nxt, regs, env) -> list[str] | None:
         if text == "{targets}":
             idx = reg_name(locs[0], 32)
             *table, default = inst.targets
             out = []
             for k, t in enumerate(table):
-                out += [f"cmp {idx}, {k}", f"je .Lb{self.tag}{t.block.id}"]
+                out += [f"cmp {idx}, {k}", f"je {self.block_label(t.block)}"]
             if default.block is not nxt:
-                out.append(f"jmp .Lb{self.tag}{default.block.id}")
+                out.append(self.jump(self.block_label(default.block)))
             return out
         if text == "{call_indirect}":
             ty, table = inst.imm
@@ -272,7 +154,7 @@ class Emitter:
                 "call qword ptr [r11]",
                 "mov r15, qword ptr [rbp-8]",
             ]
-        return None
+        return super().builtin(text, inst, locs, nxt, regs, env)
 
 
 def render_function(func: Function, alloc, constraints, module_info) -> Rendered:

@@ -31,6 +31,7 @@ CLASS_INDEX = {"gpr": 0, "xmm": 1}
 TEMPLATE_PLACEHOLDERS = {"nothing", "epilogue", "callee", "call_indirect", "slot"}
 
 GPR, FPR = 0, 1
+FLOAT_BASE = 16                  # xmm0
 VMCTX = NUM["r15"]
 SCRATCH_GPR = NUM["r11"]
 SCRATCH_XMM = NUM["xmm15"]
@@ -47,8 +48,8 @@ CALLER_SAVED = frozenset(set(ALLOCATABLE_GPR) - CALLEE_SAVED) | frozenset(
 
 def reg_name(preg: int, width: int = 64) -> str:
     """The assembly name of a physical register at an operand width."""
-    if preg >= 16:
-        return XMM[preg - 16]
+    if preg >= FLOAT_BASE:
+        return XMM[preg - FLOAT_BASE]
     return {64: GPR64, 32: GPR32, 16: GPR16, 8: GPR8}[width][preg]
 
 

@@ -1,8 +1,9 @@
-"""Trampolines between Python (C ABI) and wasm code, and the trap routine.
+"""Trampolines between Python (C ABI) and x86-64 wasm code, and the trap routine.
 
-Assembly text generated per signature and assembled by keystone; the layout
-of frames and of the Store block is docs/ABI.md.  The host-to-wasm
-trampoline's frame (rbp-relative):
+The marshalling of values follows the calling convention as on every ISA
+(``wasmlower/isa/trampolines.py``); this module gives the frames and the
+instructions.  The layout of frames and of the Store block is docs/ABI.md.
+The host-to-wasm trampoline's frame (rbp-relative):
 
     rbp-8 .. rbp-40   saved rbx r12 r13 r14 r15
     rbp-48            the store's previous trap_sp (restored on exit: nesting)
@@ -15,15 +16,11 @@ sequence as a normal return, so every callee-saved register is restored.
 
 from __future__ import annotations
 
-from ...ir.ops import TRAP_CODES
-from .abi import arg_locations, result_locations
-from .regs import reg_name
+from wasmlower.ir.ops import TRAP_CODES
+from wasmlower.isa import trampolines as shared
 
-STACK_BUDGET = 0x80000        # bytes of native stack wasm may use below the outermost entry
-
-ST_TRAP_SP, ST_LIMIT, ST_CODE, ST_PC, ST_FP, ST_PENDING = 0x00, 0x08, 0x10, 0x18, 0x20, 0x28
-VM_TRAP_FN = 0x38
-HOST_CALLBACK = 0x08
+from .abi import CONV
+from .regs import FLOAT_BASE, NUM, reg_name
 
 _EXIT = """\
     mov rdx, qword ptr [rbp-48]
@@ -40,104 +37,72 @@ _EXIT = """\
     ret"""
 
 
-def _ir_types(vts) -> tuple:
-    from ...ir.types import Type
-    return tuple(Type.F32 if v.value == "f32" else Type.F64 if v.value == "f64"
-                 else Type.I64 for v in vts)
+class X64Trampolines(shared.Trampolines):
+    arch = "x86_64"
+    align = 16
+    conv = CONV
+    SP, FP = "rsp", "rbp"
+    VALUES = "r12"
+    H2W_SCRATCH = W2H_SCRATCH = NUM["rax"]
+
+    def load(self, preg: int, base: str, off: int) -> list[str]:
+        op = "movq" if preg >= FLOAT_BASE else "mov"
+        return [f"{op} {reg_name(preg)}, qword ptr [{base}+{off}]"]
+
+    def store(self, preg: int, base: str, off: int) -> list[str]:
+        op = "movq" if preg >= FLOAT_BASE else "mov"
+        return [f"{op} qword ptr [{base}+{off}], {reg_name(preg)}"]
+
+    def reserve(self, size: int) -> list[str]:
+        return [f"sub rsp, {size}"]
+
+    def h2w_enter(self, label: str) -> list[str]:
+        # r15 = vmctx, r12 = values, r11 = code; push the store's trap_sp and
+        # stack_limit, set trap_sp, and the stack limit if this is the outermost entry.
+        return ["push rbp", "mov rbp, rsp", "push rbx", "push r12", "push r13",
+                "push r14", "push r15", "mov r15, rdi", "mov r12, rdx", "mov r11, rsi",
+                "mov rax, qword ptr [r15]", "push qword ptr [rax]", "push qword ptr [rax+8]",
+                "sub rsp, 8", "mov qword ptr [rax], rsp", "cmp qword ptr [rax+8], 0",
+                f"jne {label}_go", f"lea rcx, [rsp - {shared.STACK_BUDGET:#x}]",
+                "mov qword ptr [rax+8], rcx", f"{label}_go:"]
+
+    def h2w_call(self) -> list[str]:
+        return ["call r11"]
+
+    def h2w_leave(self) -> list[str]:
+        return ["xor eax, eax", "mov rcx, qword ptr [r15]", _EXIT]
+
+    def w2h_enter(self, slots: int) -> list[str]:
+        area = shared.aligned16(8 * slots) + 8          # keeps rsp 16-aligned at the call
+        return ["push rbp", "mov rbp, rsp", "push r15", f"sub rsp, {area}"]
+
+    def w2h_call(self, label: str) -> list[str]:
+        return ["mov rdi, r15", "mov rsi, rsp", f"call qword ptr [r15+{shared.HOST_CALLBACK}]",
+                "test rax, rax", f"jnz {label}_trap"]
+
+    def w2h_leave(self, label: str) -> list[str]:
+        return ["mov r15, qword ptr [rbp-8]", "mov rsp, rbp", "pop rbp", "ret",
+                f"{label}_trap:", "mov r15, qword ptr [rbp-8]",
+                f"mov esi, {TRAP_CODES['host']}", f"call qword ptr [r15+{shared.VM_TRAP_FN}]"]
+
+    def trap_routine_asm(self, label: str) -> str:
+        return "\n".join([
+            f"{label}:",
+            "mov rax, qword ptr [r15]",
+            f"mov qword ptr [rax+{shared.ST_CODE}], rsi",
+            "pop rcx",
+            f"mov qword ptr [rax+{shared.ST_PC}], rcx",
+            f"mov qword ptr [rax+{shared.ST_FP}], rbp",
+            f"mov rsp, qword ptr [rax+{shared.ST_TRAP_SP}]",
+            "lea rbp, [rsp+64]",
+            "mov rcx, rax",
+            f"mov rax, qword ptr [rcx+{shared.ST_CODE}]",
+            _EXIT,
+        ])
 
 
-def _load(preg: int, mem: str) -> str:
-    if preg >= 16:
-        return f"movq {reg_name(preg)}, qword ptr {mem}"
-    return f"mov {reg_name(preg)}, qword ptr {mem}"
-
-
-def _store(preg: int, mem: str) -> str:
-    if preg >= 16:
-        return f"movq qword ptr {mem}, {reg_name(preg)}"
-    return f"mov qword ptr {mem}, {reg_name(preg)}"
-
-
-def host_to_wasm_asm(ft, label: str) -> str:
-    params, results = _ir_types(ft.params), _ir_types(ft.results)
-    locs = arg_locations(params)
-    nstack = sum(1 for k, _ in locs if k == "stack")
-    lines = [f"{label}:", "push rbp", "mov rbp, rsp", "push rbx", "push r12", "push r13",
-             "push r14", "push r15", "mov r15, rdi", "mov r12, rdx", "mov r11, rsi",
-             "mov rax, qword ptr [r15]", "push qword ptr [rax]", "push qword ptr [rax+8]",
-             "sub rsp, 8", "mov qword ptr [rax], rsp", "cmp qword ptr [rax+8], 0",
-             f"jne {label}_go", f"lea rcx, [rsp - {STACK_BUDGET:#x}]",
-             "mov qword ptr [rax+8], rcx", f"{label}_go:"]
-    if nstack:
-        lines.append(f"sub rsp, {(8 * nstack + 15) & ~15}")
-    for i, (kind, where) in enumerate(locs):
-        if kind == "stack":
-            lines += [f"mov rax, qword ptr [r12+{8 * i}]", f"mov qword ptr [rsp+{8 * where}], rax"]
-    for i, (kind, where) in enumerate(locs):
-        if kind == "reg":
-            lines.append(_load(where, f"[r12+{8 * i}]"))
-    lines.append("call r11")
-    for i, preg in enumerate(result_locations(results)):
-        lines.append(_store(preg, f"[r12+{8 * i}]"))
-    lines += ["xor eax, eax", "mov rcx, qword ptr [r15]", _EXIT]
-    return "\n".join(lines)
-
-
-def wasm_to_host_asm(ft, label: str) -> str:
-    params, results = _ir_types(ft.params), _ir_types(ft.results)
-    n = max(len(params), len(results), 1)
-    area = ((8 * n + 15) & ~15) + 8          # keeps rsp 16-aligned at the call
-    lines = [f"{label}:", "push rbp", "mov rbp, rsp", "push r15", f"sub rsp, {area}"]
-    for i, (kind, where) in enumerate(arg_locations(params)):
-        if kind == "reg":
-            lines.append(_store(where, f"[rsp+{8 * i}]"))
-        else:
-            lines += [f"mov rax, qword ptr [rbp+{16 + 8 * where}]",
-                      f"mov qword ptr [rsp+{8 * i}], rax"]
-    lines += ["mov rdi, r15", "mov rsi, rsp", f"call qword ptr [r15+{HOST_CALLBACK}]",
-              "test rax, rax", f"jnz {label}_trap"]
-    for i, preg in enumerate(result_locations(results)):
-        lines.append(_load(preg, f"[rsp+{8 * i}]"))
-    lines += ["mov r15, qword ptr [rbp-8]", "mov rsp, rbp", "pop rbp", "ret",
-              f"{label}_trap:", "mov r15, qword ptr [rbp-8]", f"mov esi, {TRAP_CODES['host']}",
-              f"call qword ptr [r15+{VM_TRAP_FN}]"]
-    return "\n".join(lines)
-
-
-def trap_routine_asm(label: str) -> str:
-    return "\n".join([
-        f"{label}:",
-        "mov rax, qword ptr [r15]",
-        f"mov qword ptr [rax+{ST_CODE}], rsi",
-        "pop rcx",
-        f"mov qword ptr [rax+{ST_PC}], rcx",
-        f"mov qword ptr [rax+{ST_FP}], rbp",
-        f"mov rsp, qword ptr [rax+{ST_TRAP_SP}]",
-        "lea rbp, [rsp+64]",
-        "mov rcx, rax",
-        f"mov rax, qword ptr [rcx+{ST_CODE}]",
-        _EXIT,
-    ])
-
-
-def build_trampolines(functypes) -> tuple[bytes, dict, dict, int]:
-    """Assemble trampolines for ``functypes`` plus the trap routine, as one blob.
-
-    Returns ``(text, host_to_wasm, wasm_to_host, trap_routine)`` with the
-    offsets of each trampoline by signature and of the trap routine.
-    """
-    from ...emit.assemble import assemble_labeled
-    sigs = list(dict.fromkeys(functypes))
-    chunks, labels = [], []
-    for i, ft in enumerate(sigs):
-        chunks.append(host_to_wasm_asm(ft, f"h2w_{i}"))
-        chunks.append(wasm_to_host_asm(ft, f"w2h_{i}"))
-        labels += [f"h2w_{i}", f"w2h_{i}"]
-    chunks.append(trap_routine_asm("wl_trap"))
-    labels.append("wl_trap")
-    text, offsets = assemble_labeled("\n".join(chunks), labels)
-    h2w = {ft: offsets[f"h2w_{i}"] for i, ft in enumerate(sigs)}
-    w2h = {ft: offsets[f"w2h_{i}"] for i, ft in enumerate(sigs)}
-    return text, h2w, w2h, offsets["wl_trap"]
-
-
+TRAMPOLINES = X64Trampolines()
+host_to_wasm_asm = TRAMPOLINES.host_to_wasm_asm
+wasm_to_host_asm = TRAMPOLINES.wasm_to_host_asm
+trap_routine_asm = TRAMPOLINES.trap_routine_asm
+build_trampolines = TRAMPOLINES.build
