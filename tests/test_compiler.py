@@ -379,3 +379,19 @@ def test_component_errors() -> None:
         compiler.compile_component(SAME_SIG)
     with pytest.raises(MalformedError, match="past the end"):
         compiler.compile_component(component((1, SAME_SIG))[:-3])
+
+
+def test_parallel_workers_use_the_same_settings() -> None:
+    """Worker processes compile with this compiler's ISA flags (no LZCNT here)."""
+    from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+    funcs = "".join(f'(func (export "c{i}") (param i32) (result i32) '
+                    f"(i32.add (i32.clz (local.get 0)) (i32.const {i})))" for i in range(120))
+    wasm = wasmtime.wat2wasm(f"(module {funcs})")
+    b = CompilerBuilder("x86_64").set("parallel_threshold", 0).set("parallel_workers", 2)
+    compiler = b.set("has_lzcnt", False).build()
+    compiled = compiler.compile_module(wasm)
+    assert compiler.stats["parallel_batches"] >= 1
+    mnemonics = {i.mnemonic for i in Cs(CS_ARCH_X86, CS_MODE_64).disasm(compiled.text, 0)}
+    assert "lzcnt" not in mnemonics and "popcnt" in mnemonics
+    serial = CompilerBuilder("x86_64").set("parallel_compilation", False)
+    assert serial.set("has_lzcnt", False).build().compile_module(wasm).text == compiled.text

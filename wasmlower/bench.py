@@ -123,11 +123,18 @@ class WasmlowerBackend:
 
     name = "wasmlower"
 
-    def __init__(self, api: Any = None, target: str = "x86_64", opt_level: int = 1) -> None:
+    def __init__(self, api: Any = None, target: str = "x86_64", opt_level: int = 1,
+                 workers: int | None = None) -> None:
         if api is None:
             from wasmlower import engine as api
         self.api = api
-        self.engine = api.Engine(target=target, opt_level=opt_level)
+        if workers is None:
+            self.engine = api.Engine(target=target, opt_level=opt_level)
+        else:           # a fixed number of compiling processes (1: this one only)
+            from wasmlower.compiler import CompilerBuilder
+            builder = CompilerBuilder(target).set("opt_level", opt_level)
+            builder.set("parallel_compilation", workers > 1).set("parallel_workers", workers)
+            self.engine = api.Engine(builder=builder)
 
     def compile(self, wasm: bytes) -> tuple[Any, float, dict[str, float]]:
         t0 = time.perf_counter()
@@ -550,7 +557,8 @@ def run_compile_speed(report: Report, compile_dir: Path, ours: WasmlowerBackend 
 def run_bench(bench_dir: Path, *, quick: bool = False, compile_only: bool = False,
               repeat: int = 3, opt_level: int = 1, target: str = "x86_64",
               engine_api: Any = None, native: bool = True, programs: bool = True,
-              compile_speed: bool = True, only: Sequence[str] | None = None) -> Report:
+              compile_speed: bool = True, only: Sequence[str] | None = None,
+              workers: int | None = None) -> Report:
     """Measure everything and return a Report (nothing is printed on stdout).
 
     ``engine_api`` replaces ``wasmlower.engine`` (a stand-in for tests); if the
@@ -560,12 +568,14 @@ def run_bench(bench_dir: Path, *, quick: bool = False, compile_only: bool = Fals
     report = Report(str(bench_dir), {"quick": quick, "repeat": repeat, "opt_level": opt_level,
                                      "target": target, "compile_only": compile_only,
                                      "wasmtime_parallel_compilation": False,
+                                     "wasmlower_workers": workers or "auto",
                                      "cpus": os.cpu_count(), "load_average": _load()})
     report.notes.append("numba cold vs warm start: not measured by this command")
     wasmtime = WasmtimeBackend()
     ours: WasmlowerBackend | None
     try:
-        ours = WasmlowerBackend(engine_api, target=target, opt_level=opt_level)
+        ours = WasmlowerBackend(engine_api, target=target, opt_level=opt_level,
+                                workers=workers)
     except Exception as e:  # noqa: BLE001 - reported; Wasmtime still runs
         ours = None
         report.notes.append(f"wasmlower engine not available: {_describe(e)}")
@@ -690,7 +700,11 @@ def format_report(report: Report) -> str:
                          "-" if c.functions_per_s is None else f"{c.functions_per_s:.1f}",
                          _ms(c.wasmtime.compile_s),
                          _x(ratio(c.ours.compile_s, c.wasmtime.compile_s))])
-        out += ["", "compile speed (one process, serial; Wasmtime with parallel compilation off)"]
+        workers = report.settings.get("wasmlower_workers", "auto")
+        how = ("serial" if workers == 1 else
+               f"{workers} processes for modules above parallel_threshold"
+               if workers != "auto" else "processes: automatic (module size, idle CPUs)")
+        out += ["", f"compile speed (wasmlower {how}; Wasmtime with parallel compilation off)"]
         out += _table(header, rows)
         total_bytes = sum(c.wasm_bytes for c in report.compile if c.ours.compile_s)
         total_funcs = sum(c.functions for c in report.compile if c.ours.compile_s)
@@ -741,7 +755,8 @@ def main(args: argparse.Namespace) -> int:
                        opt_level=int(getattr(args, "opt_level", 1)),
                        target=getattr(args, "target", "x86_64") or "x86_64",
                        native=not getattr(args, "no_native", False),
-                       only=getattr(args, "only", None) or None)
+                       only=getattr(args, "only", None) or None,
+                       workers=getattr(args, "workers", None))
     print(format_report(report))
     out = getattr(args, "json", None)
     if out:
@@ -762,6 +777,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_codegen_options(p)
     p.add_argument("--json", metavar="OUT", help="also write every number as JSON")
     p.add_argument("--no-native", action="store_true", help="skip the native C baseline")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="wasmlower compiles in N processes (default: automatic, by "
+                        "module size and idle CPUs; 1: serial)")
     p.add_argument("--only", action="append", metavar="NAME",
                    help="only this program or compile module (repeatable)")
 

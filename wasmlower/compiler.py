@@ -37,7 +37,7 @@ from .errors import CodegenError, UnsupportedError
 from .pipeline import FunctionCode, ModuleInfo, Options, Timer, compile_functions, decode
 
 __all__ = ["Compiler", "CompilerBuilder", "FunctionInfo", "FunctionLoc", "ModuleTranslation",
-           "Setting", "SettingError", "UnsupportedError", "settings_main"]
+           "Setting", "SettingError", "UnsupportedError", "settings_main", "shutdown_workers"]
 
 #: wasm features every module may use (part of an artifact's fingerprint)
 FEATURES = ("bulk-memory", "multi-value", "mutable-global", "nontrapping-float-to-int",
@@ -419,19 +419,49 @@ def _decode_cached(data: bytes, index: int, base: int) -> FunctionCode | None:
 
 # --- parallel workers (spawn-safe: top-level functions, picklable arguments) -------------------
 
-_WORKER: dict[str, Any] = {}
+# A minimal module ((i32) -> i32, x + 1): compiling it in a new worker loads the numba
+# kernels and the rules before real work arrives.
+_WARMUP_WASM = bytes.fromhex("0061736d01000000" "01060160017f017f" "03020100"
+                             "0a09010700200041016a0b")
+_WORKER_MODULES: dict[bytes, Any] = {}      # in a worker: sha256 of wasm -> decoded module
+_POOLS: dict[int, Any] = {}                 # in the parent: processes -> ProcessPoolExecutor
 
 
-def _worker_init(wasm: bytes, options: dict[str, Any]) -> None:
+def _worker_warm() -> None:
     gc.disable()
-    _WORKER["module"] = decode(wasm)
-    _WORKER["options"] = Options(**options)
+    compile_functions(decode(_WARMUP_WASM), [0], Options())
 
 
-def _worker_compile(indices: list[int]) -> tuple[list[FunctionCode], dict[str, float]]:
+def _worker_compile(key: bytes, wasm: bytes, options: dict[str, Any], indices: list[int]
+                    ) -> tuple[list[FunctionCode], dict[str, float]]:
+    module = _WORKER_MODULES.get(key)
+    if module is None:
+        _WORKER_MODULES.clear()             # one module at a time
+        module = _WORKER_MODULES[key] = decode(wasm)
     timer = Timer()
-    codes = compile_functions(_WORKER["module"], indices, _WORKER["options"], timer)
+    codes = compile_functions(module, indices, Options(**options), timer)
     return codes, timer.seconds
+
+
+def _worker_pool(processes: int) -> Any:
+    """A pool of ``processes`` warmed-up worker processes, kept for later compilations
+    (starting one costs seconds: importing numba and loading the rules)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    pool = _POOLS.get(processes)
+    if pool is None:
+        pool = _POOLS[processes] = ProcessPoolExecutor(
+            processes, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_warm)
+    return pool
+
+
+def shutdown_workers() -> None:
+    """Stop the worker processes of parallel compilation (they are started again when
+    needed; at exit they stop by themselves)."""
+    while _POOLS:
+        _, pool = _POOLS.popitem()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _idle_cpus() -> int:
@@ -591,24 +621,24 @@ class Compiler:
                           workers: int, timer: Timer) -> list[FunctionCode]:
         """``workers - 1`` spawned processes take batches from the front, this process
         from the back (it needs no start-up); results are put back in batch order."""
-        import multiprocessing
         from collections import deque
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, wait
         opts = self.options()
         kw = {"target": opts.target, "opt_level": opts.opt_level, "stress": opts.stress,
-              "check": opts.check}
+              "check": opts.check, "isa_off": opts.isa_off}
+        key = hashlib.sha256(translation.wasm).digest()
         results: dict[int, list[FunctionCode]] = {}
         seconds: list[dict[str, float]] = []
         pending = deque(range(len(batches)))
         remote = 0
-        with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker_init,
-                                 initargs=(translation.wasm, kw)) as pool:
+        pool = _worker_pool(workers - 1)
+        try:
             inflight: dict[Any, int] = {}
             while pending or inflight:
                 while pending and len(inflight) < 2 * (workers - 1):
                     k = pending.popleft()
-                    inflight[pool.submit(_worker_compile, batches[k])] = k
+                    inflight[pool.submit(_worker_compile, key, translation.wasm, kw,
+                                         batches[k])] = k
                 if pending:
                     k = pending.pop()
                     results[k] = compile_functions(translation.module, batches[k], opts, timer)
@@ -620,6 +650,9 @@ class Compiler:
                     results[k], secs = f.result()
                     seconds.append(secs)
                     remote += 1
+        except BrokenProcessPool:
+            _POOLS.pop(workers - 1, None)
+            raise
         for secs in seconds:
             for name, t in secs.items():
                 timer.seconds[name] = timer.seconds.get(name, 0.0) + t
