@@ -147,3 +147,23 @@ def test_flipped_code_byte_in_an_entry_is_a_miss(tmp_path: Path) -> None:
     c = compiler(store)
     c.compile_module(module(3))
     assert c.stats["functions_compiled"] == 3 and c.stats["cache_hits"] == 0
+
+
+def test_aarch64_uses_the_same_cache_and_workers(tmp_path: Path) -> None:
+    """One Compiler for both ISAs: AArch64 code is cached (under its own fingerprint)
+    and compiled by worker processes with the same bytes as serially."""
+    wasm = module(120)
+    store = DirectoryCacheStore(tmp_path)
+    b = CompilerBuilder("aarch64").set("parallel_threshold", 0).set("parallel_workers", 2)
+    first = b.enable_incremental_compilation(store).build()
+    compiled = first.compile_module(wasm)
+    assert first.stats["cache_misses"] == 120 and first.stats["parallel_batches"] >= 1
+    again = b.build()
+    assert again.compile_module(wasm).text == compiled.text
+    assert again.stats["cache_hits"] == 120 and again.stats["functions_compiled"] == 0
+    serial = CompilerBuilder("aarch64").set("parallel_compilation", False).build()
+    assert serial.compile_module(wasm).text == compiled.text
+    x64 = compiler(store)                 # same store, other fingerprint: no hits
+    x64.compile_module(wasm)
+    assert x64.stats["cache_hits"] == 0
+    assert Instance(Module(Engine(target="aarch64"), wasm)).exports["f3"](1) == 1 + 1 + 2 + 3

@@ -33,6 +33,7 @@ from typing import Any
 
 from .emit.compiled import CompiledFunction, CompiledModule
 from .emit.object import ArtifactBuilder, CompiledComponent, fingerprint
+from .emit.relocs import call_reloc, resolve
 from .errors import CodegenError, UnsupportedError
 from .pipeline import FunctionCode, ModuleInfo, Options, Timer, compile_functions, decode
 
@@ -240,10 +241,6 @@ class CompilerBuilder:
         if importlib.util.find_spec(_BACKENDS[arch]) is None:
             raise UnsupportedError(f"target {self._triple} is known but not supported yet: "
                                    f"there is no {arch} back end ({_BACKENDS[arch]}); "
-                                   f"supported: x86_64-unknown-linux-gnu")
-        if arch != "x86_64":
-            raise UnsupportedError(f"target {self._triple} is known but not supported yet by "
-                                   f"the Compiler (its {arch} back end is not wired in); "
                                    f"supported: x86_64-unknown-linux-gnu")
         if arch == "x86_64":
             off = [f for f in _X64_REQUIRED if not self._values[f]]
@@ -533,7 +530,7 @@ class Compiler:
         v = self._values
         off = frozenset(k for k, on in self.isa_flags().items() if on is False)
         kw.setdefault("isa_off", off)
-        return Options(target="x86_64", opt_level=v["opt_level"], stress=v["regalloc_stress"],
+        return Options(target=self.arch, opt_level=v["opt_level"], stress=v["regalloc_stress"],
                        check=v["regalloc_checker"] or v["verify_ir"], **kw)
 
     # -- pieces -----------------------------------------------------------------------------
@@ -669,19 +666,20 @@ class Compiler:
 
     def compile_host_to_wasm_trampoline(self, func_type: Any) -> bytes:
         """Machine code of the host-to-wasm trampoline of ``func_type`` (docs/ABI.md)."""
-        from .emit.assemble import assemble
-        from .isa.x64.trampolines import host_to_wasm_asm
-        return assemble(host_to_wasm_asm(func_type, "h2w"))
+        return self._assemble(self._trampolines_of_isa().host_to_wasm_asm(func_type, "h2w"))
 
     def compile_wasm_to_host_trampoline(self, func_type: Any) -> bytes:
-        from .emit.assemble import assemble
-        from .isa.x64.trampolines import wasm_to_host_asm
-        return assemble(wasm_to_host_asm(func_type, "w2h"))
+        return self._assemble(self._trampolines_of_isa().wasm_to_host_asm(func_type, "w2h"))
 
     def compile_trap_routine(self) -> bytes:
+        return self._assemble(self._trampolines_of_isa().trap_routine_asm("wl_trap"))
+
+    def _trampolines_of_isa(self) -> Any:
+        return importlib.import_module(f"{_BACKENDS[self.arch]}.trampolines")
+
+    def _assemble(self, asm: str) -> bytes:
         from .emit.assemble import assemble
-        from .isa.x64.trampolines import trap_routine_asm
-        return assemble(trap_routine_asm("wl_trap"))
+        return assemble(asm, self.arch)
 
     def object(self, kind: str = "module") -> ArtifactBuilder:
         """A new artifact builder for a ``"module"`` or a ``"component"``."""
@@ -708,10 +706,9 @@ class Compiler:
                 j = resolve_reloc(i, callee)
                 if j is None or not 0 <= j < len(funcs):
                     raise CodegenError(f"{name} calls function {callee}, which was not compiled")
-                at = base + off
-                target = locs[j][1].start
-                obj.relocs.append((at, "R_X86_64_PLT32", target, -4))
-                text[at:at + 4] = (target - 4 - at).to_bytes(4, "little", signed=True)
+                reloc = call_reloc(self.arch, base + off, locs[j][1].start)
+                resolve(text, reloc)
+                obj.relocs.append(reloc)
         return locs
 
     # -- everything -----------------------------------------------------------------------------
@@ -746,7 +743,7 @@ class Compiler:
             h2w, w2h = self._trampolines(obj, self.signatures(module))
             trap = obj.append_text(self.compile_trap_routine(), 16)
         compiled = CompiledModule(module, bytes(obj.text), functions, list(obj.relocs), h2w, w2h,
-                                  trap, ModuleInfo(module).libcall_names, "x86_64", b"")
+                                  trap, ModuleInfo(module).libcall_names, self.arch, b"")
         compiled.stats = dict(timer.seconds)
         return compiled
 
@@ -799,10 +796,10 @@ class Compiler:
                     [(loc.start + o, w) for o, w in fc.addrmap],
                     [(loc.start + o, kind) for o, kind in fc.traps]))
             cm = CompiledModule(t.module, text, functions, list(obj.relocs), h2w, w2h, trap,
-                                ModuleInfo(t.module).libcall_names, "x86_64", b"")
+                                ModuleInfo(t.module).libcall_names, self.arch, b"")
             cm.stats = dict(timer.seconds)
             modules.append(cm)
-        return CompiledComponent(modules, [(sid, raw) for sid, raw, _ in others], "x86_64")
+        return CompiledComponent(modules, [(sid, raw) for sid, raw, _ in others], self.arch)
 
     @staticmethod
     def signatures(module: Any) -> list[Any]:

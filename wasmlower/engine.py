@@ -34,15 +34,10 @@ class Engine:
             if opt_level not in (0, 1, 2):
                 raise ValueError(f"opt_level must be 0, 1 or 2, not {opt_level!r}")
             try:
-                if str(target).split("-", 1)[0] in ("aarch64", "arm64"):
-                    # AArch64: its own builder; the code runs under emulation.
-                    from .isa.aarch64 import emulated_builder
-                    builder = emulated_builder(target) or CompilerBuilder(target)
-                else:
-                    builder = CompilerBuilder(target)
-            except (SettingError, ImportError) as e:
-                raise UnsupportedError(f"target {target!r} is not supported yet "
-                                       f"(supported: x86_64): {e}") from None
+                builder = CompilerBuilder(target)    # AArch64 code runs under emulation
+            except SettingError as e:
+                raise UnsupportedError(f"target {target!r} is not supported "
+                                       f"(supported: x86_64, aarch64): {e}") from None
             builder.set("opt_level", opt_level).set("regalloc_stress", stress)
             builder.set("regalloc_checker", check).set("verify_ir", check)
             if parallel is not None:

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .emit.compiled import CompiledFunction, CompiledModule
-from .errors import CodegenError
+from .emit.relocs import call_reloc, padding, resolve
+from .errors import ArtifactError, CodegenError
 from .ir.function import Function, Inst
 
 STAGES = ("decode", "translate", "optimize", "lower", "regalloc", "encode", "object")
@@ -229,8 +230,8 @@ def append_code(text: bytearray, functions: list[FunctionCode], target: str = "x
     applied to ``text``; kept for the object file and for loaders).
     """
     placed: list[CompiledFunction] = []
-    aarch64 = _arch(target) == "aarch64"
-    pad = b"\x00" if aarch64 else b"\xcc"          # AArch64: udf #0
+    arch = _arch(target)
+    pad = padding(arch)
     for fc in functions:
         text += pad * (-len(text) % 16)
         start = len(text)
@@ -244,17 +245,12 @@ def append_code(text: bytearray, functions: list[FunctionCode], target: str = "x
         for off, callee in fc.calls:
             if callee not in where:
                 raise CodegenError(f"{fc.name} calls function {callee}, which was not compiled")
-            at = f.offset + off
-            if aarch64:         # bl: imm26 = (target - at) >> 2, +-128 MiB
-                relocs.append((at, "R_AARCH64_CALL26", where[callee], 0))
-                delta = where[callee] - at
-                if delta % 4 or not -(1 << 27) <= delta < (1 << 27):
-                    raise CodegenError(f"{fc.name}: call to function {callee} out of bl range")
-                insn = 0x94000000 | ((delta >> 2) & 0x3FFFFFF)
-                text[at:at + 4] = insn.to_bytes(4, "little")
-                continue
-            relocs.append((at, "R_X86_64_PLT32", where[callee], -4))
-            text[at:at + 4] = (where[callee] - 4 - at).to_bytes(4, "little", signed=True)
+            reloc = call_reloc(arch, f.offset + off, where[callee])
+            try:
+                resolve(text, reloc)
+            except ArtifactError as e:
+                raise CodegenError(f"{fc.name}: call to function {callee}: {e}") from None
+            relocs.append(reloc)
     return placed, relocs
 
 
@@ -271,7 +267,7 @@ def _compile_module(wasm: bytes, options: Options | None = None, **kw) -> Compil
         sigs = list(module.types)
         imported_sigs = [module.types[imp.desc] for imp in module.imports if imp.kind == "func"]
         tramp, h2w, w2h, trap = build_trampolines(list(dict.fromkeys(sigs + imported_sigs)))
-        text += (b"\x00" if _arch(opts.target) == "aarch64" else b"\xcc") * (-len(text) % 16)
+        text += padding(_arch(opts.target)) * (-len(text) % 16)
         base = len(text)
         text += tramp
     compiled = CompiledModule(module, bytes(text), functions, relocs,

@@ -45,7 +45,7 @@ from typing import Any
 from ..errors import ArtifactError
 from .compiled import CompiledFunction, CompiledModule
 from .elf import MACHINES, Reloc, Section, Symbol, write_object
-from .relocs import apply_relocs
+from .relocs import apply_relocs, padding
 
 OS_ABI = 0x57               # ours: "W"
 E_FLAGS_MODULE = 0
@@ -501,8 +501,9 @@ class ArtifactBuilder:
             raise ValueError(f"artifact kind must be one of {sorted(KINDS)}, not {self.kind!r}")
 
     def append_text(self, code: bytes, align: int = 16) -> int:
-        """Append ``code`` at the next ``align``-byte boundary (int3 padding); its start."""
-        self.text += b"\xcc" * (-len(self.text) % align)
+        """Append ``code`` at the next ``align``-byte boundary (padded with the ISA's
+        filler, ``relocs.padding``); its start."""
+        self.text += padding(machine_of(self.target)) * (-len(self.text) % align)
         start = len(self.text)
         self.text += code
         return start
