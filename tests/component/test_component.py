@@ -438,3 +438,40 @@ def test_cli_refuses_components_with_imports(scalars: tuple[bytes, Component],
     (tmp_path / "s.wasm").write_bytes(scalars[0])
     out = cli("run", "s.wasm", "--invoke", "not", "true", cwd=tmp_path)
     assert out.returncode == 2 and "cannot provide component imports" in out.stderr
+
+
+# --- damaged binaries ---------------------------------------------------------------------
+
+SAMPLE_ARGS = {"u8": 1, "s8": -1, "u16": 2, "s16": -2, "u32": 3, "s32": -3, "u64": 4, "s64": -4,
+               "f32": 1.5, "f64": 2.5, "bool": True, "char": "x", "string": "hé"}
+HOSTS = {"scalars.wat": {"host": {"add": host_add, "twice": lambda c: c + c}},
+         "strings.wat": {"log": lambda m: None, "upper": str.upper}, "compound.wat": {}}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTS))
+def test_mutated_components_give_typed_errors_or_run(engine: Engine, name: str) -> None:
+    """Random byte changes anywhere (component sections and core modules alike): the
+    result compiles and runs, or fails with a wasmlower error; nothing else escapes."""
+    from wasmlower.errors import WasmlowerError
+    wasm = wat(name)
+    rng = random.Random(name)
+    compiled = 0
+    for _ in range(40):
+        data = bytearray(wasm)
+        for _ in range(rng.randint(1, 2)):
+            data[rng.randrange(8, len(data))] = rng.randrange(256)
+        try:
+            instance = Component(engine, bytes(data)).instantiate(HOSTS[name])
+        except WasmlowerError:
+            continue
+        compiled += 1
+        for func in instance.exports.values():
+            params = [SAMPLE_ARGS.get(t) for _, t in getattr(func, "type", None).params] \
+                if callable(func) and hasattr(func, "type") else [None]
+            if None in params:
+                continue
+            try:
+                func(*params)
+            except (WasmlowerError, TypeError, ValueError):
+                pass
+    assert compiled < 40           # most mutations are caught by the decoders
