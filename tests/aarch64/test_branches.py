@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -51,17 +52,41 @@ def test_relaxed_branches_run_correctly(monkeypatch):
         ex["f"](65535)
 
 
-def test_function_larger_than_a_conditional_branch_reaches():
-    """A real function of more than 1 MiB: its early bounds checks reach the trap stubs."""
-    n = 13000
+def test_function_larger_than_a_conditional_branch_reaches(pool):
+    """A real function of more than 1 MiB: its early bounds checks reach the trap stubs,
+    and its early float constants, which the literal pool at its end is out of ldr's
+    reach for, are loaded with movz/movk + fmov instead (the late ones from the pool)."""
+    import capstone
+    n = 15000
     body = "(i32.store (local.get 0) (i32.add (i32.load (local.get 0)) (i32.const 1)))\n" * n
     wat = f"""(module (memory 1)
-      (func (export "f") (param i32) (result i32) {body} (i32.load (local.get 0))))"""
+      (func (export "f") (param i32) (result i32)
+        (f64.store (i32.const 16) (f64.const 0.1))
+        (f32.store (i32.const 24) (f32.const 0.1))
+        {body}
+        (f64.store (i32.const 32) (f64.add (f64.load (i32.const 16)) (f64.const 0.1)))
+        (f32.store (i32.const 40) (f32.add (f32.load (i32.const 24)) (f32.const 0.1)))
+        (i32.load (local.get 0)))
+      (func (export "d") (param i32) (result f64) (f64.load (local.get 0)))
+      (func (export "s") (param i32) (result f32) (f32.load (local.get 0))))"""
     inst = instance(wat)
-    (f,) = inst.compiled.functions
+    f = inst.compiled.functions[0]
     assert f.size > (1 << 20)
     ex = inst.exports
     assert ex["f"](8) == n
+    assert ex["d"](16) == 0.1 and ex["d"](32) == 0.2
+    tenth = struct.unpack("<f", struct.pack("<f", 0.1))[0]
+    assert ex["s"](24) == tenth
+    assert ex["s"](40) == struct.unpack("<f", struct.pack("<f", tenth + tenth))[0]
     with pytest.raises(Trap) as e:
         ex["f"](65534)                     # the first load traps: its branch was rewritten
     assert e.value.kind == "heap_oob"
+    md = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
+    md.skipdata = True
+    code = inst.compiled.text[f.offset:f.offset + f.size]
+    insns = [(i.address, i.mnemonic, i.op_str) for i in md.disasm(code, 0)]
+    head = " ; ".join(f"{m} {o}" for _, m, o in insns[:40])
+    assert "movk x16, #0x3fb9, lsl #48 ; fmov d" in head and "fmov s" in head
+    literal = [(a, int(o.rsplit("#", 1)[1], 16)) for a, m, o in insns
+               if m == "ldr" and o[0] in "sd" and ", #0x" in o]
+    assert len(literal) == 2 and all(0 < t - a < (1 << 20) < t for a, t in literal)

@@ -17,10 +17,13 @@ spill slots are), ``prologue``, ``epilogue``, the moves (``copy``, ``load``,
 placeholders (``builtin``, ``placeholder``).
 
 Invariants of ``Rendered``: ``lines[i]`` is one machine instruction or one
-label (``NAME:``), ``info[i]`` says what it came from, and ``notes[i]`` (if
-kept) is the caller's note on it.  So the n-th non-label line is the n-th
-instruction the assembler encodes; the pipeline (``pipeline._place``) and
-``explain`` rely on that to recover offsets.
+label (``NAME:``) (or, on AArch64, one 4-byte data word of a literal pool,
+kind ``data``, emitted only when ``boundaries`` steps over such words as one
+unit each: ``isa.aarch64.emit.data_in_code``), ``info[i]``
+says what it came from, and ``notes[i]`` (if kept) is the caller's note on
+it.  So the n-th non-label line is the n-th instruction the assembler
+encodes; the pipeline (``pipeline._place``) and ``explain`` rely on that to
+recover offsets.
 Labels carry the function index (``tag``), so many functions can share one
 assembler call without their labels colliding.
 """
@@ -42,7 +45,7 @@ class Rendered:
     """The assembly of one function and what each line came from."""
     lines: list[str] = field(default_factory=list)
     # per line: (kind, payload, wasm offset); kind "inst", "label", "call" (payload:
-    # callee index) or "trap" (payload: trap kind)
+    # callee index), "trap" (payload: trap kind) or "data" (a literal-pool word)
     info: list[tuple[str, object, int | None]] = field(default_factory=list)
     # per line, if not None: what a caller attaches (explain: where the line came
     # from); every rewrite of ``lines`` (AArch64's ``relax``) keeps it parallel

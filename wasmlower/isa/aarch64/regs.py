@@ -28,8 +28,13 @@ CLASS_INDEX = {"gpr": 0, "fpr": 1}
 
 # Template placeholders the AArch64 emitter (emit.py) expands itself:
 # {li:REG:IMM} loads an immediate into a register with movz/movk (one line
-# per instruction), the others as on x64.
-TEMPLATE_PLACEHOLDERS = {"nothing", "epilogue", "call", "call_indirect", "slot", "li"}
+# per instruction); {lit32:REG:IMM}/{lit64:REG:IMM} load a float pattern from
+# the function's literal pool; {fk32:REG:IMM}/{fk64:REG:IMM} load one by the
+# shortest route (movi, fmov #imm8, the pool, or movz/movk + fmov as the
+# fconst rules choose); {hex:IMM} is an immediate written in hex (for fmov's
+# encoded imm8, which a decimal would mean as a float); the others as on x64.
+TEMPLATE_PLACEHOLDERS = {"nothing", "epilogue", "call", "call_indirect", "slot", "li",
+                         "lit32", "lit64", "fk32", "fk64", "hex"}
 
 GPR, FPR = 0, 1
 FLOAT_BASE = 32
