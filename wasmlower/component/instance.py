@@ -14,6 +14,7 @@ a mapping of export names to callables (an instance import).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,14 +28,15 @@ from .decode import CanonOpts, ComponentInfo
 from .types import Extern, FuncType, InstanceType
 
 
-class ComponentFunc:
+class ComponentFunc(ABC):
     """A component-level function; call it with Python values."""
 
     type: FuncType
     name: str | None = None
 
+    @abstractmethod
     def __call__(self, *args: Any) -> Any:
-        raise NotImplementedError
+        ...
 
     def _check_arity(self, args: tuple) -> None:
         if len(args) != len(self.type.params):

@@ -31,6 +31,7 @@ assembler call without their labels colliding.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from wasmlower.errors import CodegenError
@@ -52,7 +53,7 @@ class Rendered:
     notes: list | None = None
 
 
-class Emitter:
+class Emitter(ABC):
     """Renders one allocated function; an ISA subclass supplies the instruction text."""
 
     FrameLayout: type                   # (alloc, saved callee-saved regs); .slot(s) -> (base, off)
@@ -126,31 +127,38 @@ class Emitter:
             raise CodegenError("stack-to-stack move reached the emitter")
 
     # -- what an ISA supplies ----------------------------------------------
+    @abstractmethod
     def prologue(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def epilogue(self) -> list[str]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def copy(self, dst: int, src: int) -> None:
         """Register to register (either may be a float register)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def store(self, src: int, loc: int) -> None:
         """Register ``src`` to stack location ``loc``."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def load(self, dst: int, loc: int) -> None:
         """Stack location ``loc`` to register ``dst``."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def operand(self, loc: int, width: int = 64) -> str:
         """The text of an operand at ``loc`` (a register or stack location) at ``width`` bits."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def trap_stub(self, kind: str) -> None:
         """The lines after a trap stub's label: call the trap routine with ``kind``."""
-        raise NotImplementedError
+        ...
 
     def placeholder(self, name: str, arg: str | None, inst: Inst) -> str | None:
         """An ISA's own ``{name}``/``{name:arg}`` placeholder, or None if unknown."""

@@ -22,6 +22,8 @@ the same on every ISA.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from wasmlower.isa.abi import CallingConvention
 
 STACK_BUDGET = 0x80000        # bytes of stack wasm may use below the outermost entry
@@ -43,7 +45,7 @@ def aligned16(n: int) -> int:
     return (n + 15) & ~15
 
 
-class Trampolines:
+class Trampolines(ABC):
     """Host-to-wasm and wasm-to-host trampolines and the trap routine of one ISA.
 
     Register operands of ``load``/``store`` are physical register numbers
@@ -60,43 +62,53 @@ class Trampolines:
     W2H_SCRATCH: int              # a register free while wasm-to-host copies stack args
 
     # -- what an ISA supplies ----------------------------------------------
+    @abstractmethod
     def load(self, preg: int, base: str, off: int) -> list[str]:
         """Load the 8-byte slot at ``[base+off]`` into register ``preg``."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def store(self, preg: int, base: str, off: int) -> list[str]:
         """Store register ``preg`` to the 8-byte slot at ``[base+off]``."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def h2w_enter(self, label: str) -> list[str]:
         """Save the host's registers, pin the VMContext, link the store's trap_sp/stack_limit."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def reserve(self, size: int) -> list[str]:
         """Lower the stack pointer by ``size`` (a multiple of 16)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def h2w_call(self) -> list[str]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def h2w_leave(self) -> list[str]:
         """Return 0 to the host, restoring what ``h2w_enter`` saved."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def w2h_enter(self, slots: int) -> list[str]:
         """A frame with a values array of ``slots`` 8-byte slots at ``[SP]``."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def w2h_call(self, label: str) -> list[str]:
         """Call the host callback with the array; to ``{label}_trap`` if it reports a trap."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def w2h_leave(self, label: str) -> list[str]:
         """Return to wasm; then the ``{label}_trap`` path into the trap routine."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def trap_routine_asm(self, label: str) -> str:
-        raise NotImplementedError
+        ...
 
     # -- the shared structure ------------------------------------------------
     def host_to_wasm_asm(self, ft, label: str) -> str:
