@@ -84,6 +84,7 @@ def boundaries(code: bytes, arch: str = "x86_64") -> list[tuple[int, int]]:
             md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
         else:
             md = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
+            md.skipdata = True          # step over literal-pool words (isa/aarch64/emit.py)
         _CS[arch] = md
     out = [(addr, size) for addr, size, _, _ in md.disasm_lite(code, 0)]
     if out and out[-1][0] + out[-1][1] != len(code):
