@@ -200,11 +200,12 @@ class CodeMapping:
         for _offset, kind, _target, _addend in relocs:
             if kind not in PC32:
                 raise ArtifactError(f"unsupported relocation type {kind!r} at {_offset:#x}")
-        patched = apply_relocs(text, relocs)
         if file_text is not None and file_text.text_size == len(text):
+            # The file's text was written resolved and compared with the checked bytes.
             base = file_text.base               # unmapped with the FileText, not here
             self._finalizer = weakref.finalize(self, _unmap_code, base, 0)
         else:
+            patched = apply_relocs(text, relocs)
             base = reserve(self.size, PROT_READ | PROT_WRITE)
             self._finalizer = weakref.finalize(self, _unmap_code, base, self.size)
             ctypes.memmove(base, patched, len(patched))
